@@ -1,0 +1,1 @@
+"""Evaluation prompt sets and the knowledge multiple-choice set."""

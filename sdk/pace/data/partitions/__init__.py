@@ -1,0 +1,1 @@
+"""Starter partitions of the concept pack, one JSON file per task."""
