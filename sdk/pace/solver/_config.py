@@ -1,0 +1,69 @@
+"""Configuration of the elastic-net solver: a small frozen value object."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+__all__ = ["ElasticNetConfig"]
+
+
+@dataclass(frozen=True)
+class ElasticNetConfig:
+    """Parameters of the elastic net and of the active-set solver.
+
+    The problem, per row ``y`` and with ``D`` the unit-row atom matrix, is::
+
+        argmin_c 1/2 ||y - D^T c||^2 + alpha * (tau * ||c||_1 + (1 - tau) / 2 * ||c||^2)
+    """
+
+    alpha: float = 0.05
+    """Overall regularisation strength (> 0)."""
+    tau: float = 0.95
+    """Share of the L1 penalty, in [0, 1]: 1 is the lasso, 0 is ridge regression."""
+    tol: float = 1e-6
+    """KKT tolerance: an atom off the support may have ``|D_j (y - D^T c)| <= alpha*tau + tol``."""
+    max_iter: int = 50
+    """Most outer rounds (solve on the working set, check KKT on all atoms, grow)."""
+    screen_size: int = 64
+    """Atoms in the first working set: those most correlated with ``y``."""
+    max_pdas_iter: int = 25
+    """Most primal-dual active-set steps per working-set solve before the safe fallback."""
+    fallback_iter: int = 20_000
+    """Most proximal-gradient steps in the (rare) fallback for a working-set solve."""
+    gram_max_n: int = 4096
+    """Cache the full n x n Gram matrix when n is at most this (CPU only; 0 disables)."""
+    cuda_graph: bool = True
+    """On CUDA, replay a captured graph for batch 1 (falls back to eager if capture fails)."""
+
+    def __post_init__(self) -> None:
+        _check_positive_float("alpha", self.alpha)
+        if not isinstance(self.tau, int | float) or not 0.0 <= float(self.tau) <= 1.0:
+            raise ValueError(f"tau must be a number in [0, 1]; got {self.tau!r}")
+        _check_positive_float("tol", self.tol)
+        for name in ("max_iter", "screen_size", "max_pdas_iter", "fallback_iter"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive integer; got {value!r}")
+        if not isinstance(self.gram_max_n, int) or self.gram_max_n < 0:
+            raise ValueError(f"gram_max_n must be a non-negative integer; got {self.gram_max_n!r}")
+
+    @property
+    def l1(self) -> float:
+        """The L1 weight ``alpha * tau`` (the soft threshold)."""
+        return float(self.alpha) * float(self.tau)
+
+    @property
+    def l2(self) -> float:
+        """The ridge weight ``alpha * (1 - tau)``."""
+        return float(self.alpha) * (1.0 - float(self.tau))
+
+
+def _check_positive_float(name: str, value: object) -> None:
+    if (
+        not isinstance(value, int | float)
+        or isinstance(value, bool)
+        or not math.isfinite(float(value))
+        or float(value) <= 0.0
+    ):
+        raise ValueError(f"{name} must be a finite number > 0; got {value!r}")

@@ -1,0 +1,306 @@
+"""The exact, batched elastic-net solver: screening, active-set solves and a KKT check.
+
+Per row ``y`` (used as given) and unit-row atoms ``D`` (n x d) it returns
+
+    c* = argmin_c 1/2 ||y - D^T c||^2 + alpha * (tau ||c||_1 + (1 - tau)/2 ||c||^2).
+
+The method (DESIGN.md section 2; You et al., CVPR 2016): one product ``r = D y`` screens
+the atoms most correlated with ``y`` into a small working set ``W``; the problem restricted
+to ``W`` (a k x k system on the Gram ``D_W D_W^T``) is solved exactly; one more product
+checks the optimality conditions on every atom; atoms that violate them join ``W`` and
+the loop repeats, warm-started. When no atom violates KKT, ``c`` is the optimum of the
+whole problem. All rows of a batch go through together, each with its own working set
+(padded to a common size).
+
+Example::
+
+    solver = ElasticNet(atoms.to("cuda", torch.float16), alpha=0.05, tau=0.95)
+    c = solver.solve(y)                 # (b, n) float32, exact zeros off the support
+    idx, val = solver.solve_sparse(y)   # (b, k) indices and values, cheaper to apply
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import NamedTuple
+
+import torch
+
+from pace.solver._config import ElasticNetConfig
+from pace.solver._errors import ConvergenceError
+from pace.solver._kkt import unit_rows
+from pace.solver._subproblem import solve_working_set
+
+__all__ = ["ElasticNet", "SparseCodes", "elastic_net"]
+
+# How far a KKT gradient computed with a low-precision pass over D can be from the exact
+# one, relative to ||y - D^T c||: the rounding of the residual to the pass dtype (unit
+# roundoff u) plus the accumulation, with a safety factor. Atoms within this margin of the
+# threshold are pulled into the working set, where they are solved in fp32, so the margin
+# only costs a slightly larger working set, never exactness.
+_PASS_MARGIN: dict[torch.dtype, float] = {
+    torch.float16: 2e-3,
+    torch.bfloat16: 1.6e-2,
+    torch.float32: 1e-3,  # CUDA may run fp32 products in TF32
+    torch.float64: 0.0,
+}
+
+
+class SparseCodes(NamedTuple):
+    """Per-row working-set coefficients: ``c[i, indices[i, j]] = values[i, j]``.
+
+    Padding slots repeat a valid index with value 0, so ``scatter_add`` and
+    ``values @ atoms[indices]`` are both correct without a mask.
+    """
+
+    indices: torch.Tensor
+    """(b, k) int64 atom indices."""
+    values: torch.Tensor
+    """(b, k) float32 coefficients (0 where the atom is off the support)."""
+
+
+class ElasticNet:
+    """An elastic-net solver bound to one dictionary, kept resident on its device.
+
+    Args:
+        atoms: (n, d) floating tensor, any dtype and device. Rows are scaled to unit norm
+            once and kept in the atoms' dtype (fp16/bf16 on GPU is the intended use); the
+            small working-set systems are solved in fp32 (fp64 for fp64 atoms).
+        alpha: overall strength (> 0); overrides ``config.alpha`` when given.
+        tau: L1 share in [0, 1]; overrides ``config.tau`` when given.
+        config: solver settings; defaults to ``ElasticNetConfig()``.
+
+    Raises:
+        ValueError: atoms are not a 2-D floating tensor, are empty, non-finite or have a
+            zero row, or a parameter is out of range.
+    """
+
+    def __init__(
+        self,
+        atoms: torch.Tensor,
+        *,
+        alpha: float | None = None,
+        tau: float | None = None,
+        config: ElasticNetConfig | None = None,
+    ) -> None:
+        cfg = config if config is not None else ElasticNetConfig()
+        if alpha is not None:
+            cfg = replace(cfg, alpha=alpha)
+        if tau is not None:
+            cfg = replace(cfg, tau=tau)
+        _check_atoms(atoms)
+        self._config = cfg
+        self._atoms = unit_rows(atoms.detach())
+        cpu = self._atoms.device.type == "cpu"
+        self._solve_dtype = torch.float64 if atoms.dtype == torch.float64 else torch.float32
+        # CPU half-precision matmuls are slow and inexact: compute on an fp32 copy there.
+        self._compute = self._atoms.to(self._solve_dtype) if cpu else self._atoms
+        self._margin = 0.0 if cpu else _PASS_MARGIN.get(self._atoms.dtype, 2e-2)
+        n = self._atoms.shape[0]
+        self._gram: torch.Tensor | None = None
+        if cpu and n <= cfg.gram_max_n:
+            # With the Gram cached, the KKT check costs k*n per row instead of n*d.
+            self._gram = self._compute @ self._compute.T
+        self._ridge_factor: torch.Tensor | None = None
+
+    @property
+    def n(self) -> int:
+        """Number of atoms."""
+        return int(self._atoms.shape[0])
+
+    @property
+    def d(self) -> int:
+        """Dimension of each atom (the hidden size)."""
+        return int(self._atoms.shape[1])
+
+    @property
+    def device(self) -> torch.device:
+        """Where the atoms live; ``y`` must be on the same device."""
+        return self._atoms.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The atoms' storage dtype."""
+        return self._atoms.dtype
+
+    @property
+    def atoms(self) -> torch.Tensor:
+        """(n, d) unit-norm atoms as used by the solver, in the storage dtype."""
+        return self._atoms
+
+    @property
+    def config(self) -> ElasticNetConfig:
+        """The solver settings, including ``alpha`` and ``tau``."""
+        return self._config
+
+    def solve(self, y: torch.Tensor) -> torch.Tensor:
+        """Solve the elastic net for each row of ``y``.
+
+        Args:
+            y: (b, d) or (d,) floating tensor on the solver's device.
+
+        Returns:
+            (b, n) float32 coefficients, or (n,) for a 1-D ``y``; exact zeros off the support.
+
+        Raises:
+            ValueError: bad shape, dtype, device or non-finite values.
+            ConvergenceError: the KKT conditions still fail after ``config.max_iter`` rounds.
+        """
+        one = self._check_y(y)
+        codes = self._solve_codes(y.reshape(-1, self.d))
+        out = torch.zeros(codes.values.shape[0], self.n, dtype=torch.float32, device=self.device)
+        out.scatter_add_(1, codes.indices, codes.values)
+        return out[0] if one else out
+
+    def solve_sparse(self, y: torch.Tensor) -> SparseCodes:
+        """Like ``solve`` but return each row's working set and its coefficients.
+
+        The support is the slots with nonzero ``values``. For a 1-D ``y`` the result has
+        a leading batch dimension of 1.
+        """
+        self._check_y(y)
+        return self._solve_codes(y.reshape(-1, self.d))
+
+    # -- the algorithm ------------------------------------------------------------------
+
+    def _solve_codes(self, y: torch.Tensor) -> SparseCodes:
+        cfg = self._config
+        bsz, n = y.shape[0], self.n
+        if bsz == 0:
+            empty = torch.zeros(0, 0, device=self.device)
+            return SparseCodes(empty.long(), empty)
+        if cfg.l1 == 0.0:
+            return self._ridge(y)
+        sd = self._solve_dtype
+        y_pass = y.to(self._compute.dtype)
+        y_exact = y.to(sd)
+        r = (y_pass @ self._compute.T).to(sd)  # the screening pass
+        k = min(n, cfg.screen_size)
+        w = torch.topk(r.abs(), k, dim=1, sorted=False).indices
+        valid = torch.ones(bsz, k, dtype=torch.bool, device=self.device)
+        c = torch.zeros(bsz, k, dtype=sd, device=self.device)
+        for _ in range(cfg.max_iter):
+            h, b, dw = self._system(w, r, y_exact)
+            c = solve_working_set(
+                h,
+                b,
+                cfg.l1,
+                c,
+                valid,
+                max_pdas_iter=cfg.max_pdas_iter,
+                fallback_iter=cfg.fallback_iter,
+                tol=cfg.tol,
+            )
+            if w.shape[1] >= n and bool(valid.all()):
+                break  # every atom is in the working set: nothing left to check
+            viol, score = self._violators(w, c, r, y_exact, dw)
+            counts = viol.sum(dim=1)
+            m = int(counts.max())
+            if m == 0:
+                break
+            # Grow by the worst violators, at most doubling the working set per round.
+            m = min(m, max(w.shape[1], cfg.screen_size))
+            top = torch.topk(torch.where(viol, score, -1.0), m, dim=1)
+            new_valid = top.values >= 0
+            new = torch.where(new_valid, top.indices, w[:, :1])
+            w = torch.cat([w, new], dim=1)
+            valid = torch.cat([valid, new_valid], dim=1)
+            c = torch.cat([c, torch.zeros(bsz, m, dtype=sd, device=self.device)], dim=1)
+        else:
+            raise ConvergenceError(
+                f"the KKT conditions still fail after max_iter={cfg.max_iter} rounds; "
+                "raise ElasticNetConfig.max_iter or screen_size"
+            )
+        return SparseCodes(w, (c * valid).float())
+
+    def _system(
+        self, w: torch.Tensor, r: torch.Tensor, y_exact: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """The working-set system ``H = D_W D_W^T + l2 I`` and ``b = D_W y``, per row."""
+        l2 = self._config.l2
+        if self._gram is not None:
+            h = self._gram[w.unsqueeze(-1), w.unsqueeze(-2)]
+            b = r.gather(1, w)
+            dw = None
+        else:
+            dw = self._compute[w].to(self._solve_dtype)  # (B, k, d)
+            h = dw @ dw.transpose(1, 2)
+            # The screening pass may be half precision; b enters the solution, so recompute.
+            b = (dw @ y_exact.unsqueeze(-1)).squeeze(-1)
+        h = h + l2 * torch.eye(w.shape[1], dtype=h.dtype, device=h.device)
+        return h, b, dw
+
+    def _violators(
+        self,
+        w: torch.Tensor,
+        c: torch.Tensor,
+        r: torch.Tensor,
+        y_exact: torch.Tensor,
+        dw: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Atoms outside ``W`` whose KKT condition may fail, and their ``|g_j|``."""
+        cfg = self._config
+        if self._gram is not None:
+            g = r - (c.unsqueeze(1) @ self._gram[w]).squeeze(1)
+            slack = torch.zeros((), dtype=g.dtype, device=g.device)
+        else:
+            assert dw is not None
+            res = y_exact - (c.unsqueeze(1) @ dw).squeeze(1)
+            g = (res.to(self._compute.dtype) @ self._compute.T).to(res.dtype)
+            slack = self._margin * res.norm(dim=1, keepdim=True)
+        score = g.abs().scatter_(1, w, 0.0)
+        return score > cfg.l1 + cfg.tol - slack, score
+
+    def _ridge(self, y: torch.Tensor) -> SparseCodes:
+        """tau = 0: ``c = D (D^T D + l2 I)^{-1} y`` (push-through), one d x d factor."""
+        sd = self._solve_dtype
+        if self._ridge_factor is None:
+            a = self._compute.to(sd)
+            eye = torch.eye(self.d, dtype=sd, device=self.device)
+            self._ridge_factor = torch.linalg.cholesky(a.T @ a + self._config.l2 * eye)
+        z = torch.cholesky_solve(y.to(sd).T, self._ridge_factor).T
+        c = (z.to(self._compute.dtype) @ self._compute.T).float()
+        idx = torch.arange(self.n, device=self.device).expand(y.shape[0], -1)
+        return SparseCodes(idx, c)
+
+    def _check_y(self, y: torch.Tensor) -> bool:
+        if not isinstance(y, torch.Tensor):
+            raise ValueError(f"y must be a torch.Tensor; got {type(y).__name__}")
+        if not y.is_floating_point():
+            raise ValueError(f"y must be a floating-point tensor; got dtype {y.dtype}")
+        if y.ndim not in (1, 2) or y.shape[-1] != self.d:
+            raise ValueError(
+                f"y must have shape (b, {self.d}) or ({self.d},); got {tuple(y.shape)}"
+            )
+        if y.device != self.device:
+            raise ValueError(f"y is on {y.device} but the atoms are on {self.device}")
+        if not bool(torch.isfinite(y).all()):
+            raise ValueError("y contains NaN or infinite values")
+        return y.ndim == 1
+
+
+def elastic_net(
+    atoms: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    alpha: float = 0.05,
+    tau: float = 0.95,
+    config: ElasticNetConfig | None = None,
+) -> torch.Tensor:
+    """One-shot ``ElasticNet(atoms, alpha=alpha, tau=tau, config=config).solve(y)``."""
+    return ElasticNet(atoms, alpha=alpha, tau=tau, config=config).solve(y)
+
+
+def _check_atoms(atoms: torch.Tensor) -> None:
+    if not isinstance(atoms, torch.Tensor):
+        raise ValueError(f"atoms must be a torch.Tensor; got {type(atoms).__name__}")
+    if not atoms.is_floating_point():
+        raise ValueError(f"atoms must be a floating-point tensor; got dtype {atoms.dtype}")
+    if atoms.ndim != 2 or atoms.shape[0] < 1 or atoms.shape[1] < 1:
+        raise ValueError(f"atoms must have shape (n, d) with n, d >= 1; got {tuple(atoms.shape)}")
+    norms = atoms.float().norm(dim=1)
+    if not bool(torch.isfinite(norms).all()):
+        raise ValueError("atoms contain NaN or infinite values")
+    if bool((norms == 0).any()):
+        bad = int((norms == 0).nonzero()[0, 0])
+        raise ValueError(f"atom {bad} is all zeros and cannot be scaled to unit norm")
