@@ -1,0 +1,180 @@
+"""Edit operators: PaCE sparse-coded removal and the paper's baselines.
+
+An edit method is a small frozen dataclass. At attach time ``prepare(atoms, undesirable)``
+turns one layer's dictionary into a :data:`LayerEdit`: a plain callable that maps the
+(m, d) activations of the m edited token positions of one forward pass to the edited
+activations, plus the (m, n_undesirable) coefficients it removed (or None where the
+method has no such coefficients). A :data:`LayerEdit` returns its input tensor *itself*
+when it leaves every row untouched, so hooks can skip all further work.
+
+Formulas (``D``: the atoms scaled to unit rows, ``U``: the undesirable rows):
+
+- :class:`PaCE`: ``c = argmin 1/2||y - D^T c||^2 + alpha (tau ||c||_1 + (1-tau)/2 ||c||^2)``
+  with ``y = z/||z||``; ``z' = z - ||z|| D_U^T c_U``.
+- :class:`VecAdd`: ``z' = z - scale ||z|| v``, ``v`` the unit-norm mean of the unit
+  undesirable atoms.
+- :class:`OrthoProj`: ``z' = z - P_U z``, ``P_U`` the orthogonal projector onto the span
+  of the undesirable atoms.
+- :class:`NoOp`: ``z' = z`` (hooks stay attached; useful to measure hook overhead).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+from torch import Tensor
+
+from pace.steering.errors import SteeringError
+
+__all__ = [
+    "EditMethod",
+    "LayerEdit",
+    "NoOp",
+    "OrthoProj",
+    "PaCE",
+    "VecAdd",
+    "unit_rows",
+]
+
+LayerEdit = Callable[[Tensor], tuple[Tensor, Tensor | None]]
+"""(m, d) activations -> (edited activations, removed coefficients (m, n_u) or None)."""
+
+_TINY = 1e-12
+
+
+@runtime_checkable
+class EditMethod(Protocol):
+    """Anything that turns one layer's atoms and undesirable mask into a LayerEdit."""
+
+    def prepare(self, atoms: Tensor, undesirable: Tensor) -> LayerEdit:
+        """``atoms`` (n, d) on the layer's device, ``undesirable`` bool (n,) on the same."""
+        ...
+
+
+def unit_rows(atoms: Tensor) -> Tensor:
+    """Rows scaled to unit L2 norm, in float32."""
+    a = atoms.float()
+    return a / a.norm(dim=1, keepdim=True).clamp_min(_TINY)
+
+
+def _identity(z: Tensor) -> tuple[Tensor, Tensor | None]:
+    return z, None
+
+
+class _PaCEEdit:
+    """One layer's PaCE edit; a class only so that it can hold its solver."""
+
+    def __init__(self, solver: Any, undesirable: Tensor, d_u: Tensor) -> None:
+        self._solver = solver
+        # Row position among the undesirable atoms, or -1 for a benign atom.
+        pos = torch.full(undesirable.shape, -1, dtype=torch.long, device=undesirable.device)
+        pos[undesirable] = torch.arange(int(undesirable.sum()), device=undesirable.device)
+        self._pos = pos
+        self._n_u = d_u.shape[0]
+        self._d_u = d_u  # (n_u, d) float32 unit rows
+
+    def __call__(self, z: Tensor) -> tuple[Tensor, Tensor | None]:
+        zf = z.float()
+        norm = zf.norm(dim=1, keepdim=True)
+        # Sparse codes: each row's working set (a few dozen atoms) and its coefficients.
+        idx, val = self._solver.solve_sparse(zf / norm.clamp_min(_TINY))
+        pos = self._pos[idx]
+        val_u = torch.where(pos >= 0, val, 0.0)
+        coef = val_u.new_zeros(val_u.shape[0], self._n_u + 1)
+        coef.scatter_add_(1, torch.where(pos >= 0, pos, self._n_u), val_u)
+        c_u = coef[:, : self._n_u]
+        # Fast path: the solution is sparse and most tokens activate no undesirable atom;
+        # then z' == z exactly and the layer's output tensor is passed on untouched.
+        if not bool(val_u.any()):
+            return z, c_u
+        edited = torch.addmm(zf, norm * c_u, self._d_u, alpha=-1.0)
+        return edited.to(z.dtype), c_u
+
+
+@dataclass(frozen=True)
+class PaCE:
+    """PaCE sparse-coded removal (the paper's method), defaults from its authors.
+
+    ``atom_dtype`` is the dtype the solver keeps the dictionary in: by default float32
+    on CPU and float16 on accelerators (one half-precision pass over D per solve).
+    """
+
+    alpha: float = 0.05
+    tau: float = 0.95
+    atom_dtype: torch.dtype | None = None
+
+    def __post_init__(self) -> None:
+        if not self.alpha > 0:
+            raise SteeringError(f"PaCE alpha must be > 0, got {self.alpha}")
+        if not 0.0 <= self.tau <= 1.0:
+            raise SteeringError(f"PaCE tau must be in [0, 1], got {self.tau}")
+
+    def prepare(self, atoms: Tensor, undesirable: Tensor) -> LayerEdit:
+        if not bool(undesirable.any()):
+            return _identity  # z' == z exactly: no solve at all
+        from pace.solver import ElasticNet  # the solver is optional until first use
+
+        dtype = self.atom_dtype or (torch.float32 if atoms.device.type == "cpu" else torch.float16)
+        solver = ElasticNet(atoms.to(dtype), alpha=self.alpha, tau=self.tau)
+        return _PaCEEdit(solver, undesirable, unit_rows(atoms[undesirable]))
+
+
+@dataclass(frozen=True)
+class VecAdd:
+    """Activation addition baseline: ``z' = z - scale * ||z|| * v``.
+
+    ``v`` is the unit-norm mean of the unit-norm undesirable atoms, so ``scale`` is
+    relative to each token's activation norm (comparable across layers).
+    """
+
+    scale: float = 0.5
+
+    def prepare(self, atoms: Tensor, undesirable: Tensor) -> LayerEdit:
+        if not bool(undesirable.any()):
+            return _identity
+        v = unit_rows(atoms[undesirable]).mean(dim=0)
+        v = v / v.norm().clamp_min(_TINY)
+        scale = float(self.scale)
+
+        def edit(z: Tensor) -> tuple[Tensor, Tensor | None]:
+            zf = z.float()
+            edited = zf - scale * zf.norm(dim=1, keepdim=True) * v
+            return edited.to(z.dtype), None
+
+        return edit
+
+
+@dataclass(frozen=True)
+class OrthoProj:
+    """Orthogonal projection baseline: remove z's component in span(undesirable atoms).
+
+    ``rtol`` drops directions whose singular value is below ``rtol`` times the largest,
+    so (near-)duplicate atoms do not make the projector ill-conditioned.
+    """
+
+    rtol: float = 1e-6
+
+    def prepare(self, atoms: Tensor, undesirable: Tensor) -> LayerEdit:
+        if not bool(undesirable.any()):
+            return _identity
+        d_u = unit_rows(atoms[undesirable]).double()
+        _, s, vh = torch.linalg.svd(d_u, full_matrices=False)
+        basis = vh[s > self.rtol * s.max()].float()  # (k, d) orthonormal rows
+
+        def edit(z: Tensor) -> tuple[Tensor, Tensor | None]:
+            zf = z.float()
+            edited = zf - (zf @ basis.T) @ basis
+            return edited.to(z.dtype), None
+
+        return edit
+
+
+@dataclass(frozen=True)
+class NoOp:
+    """Leave activations untouched (the hooks still run: a control and an overhead probe)."""
+
+    def prepare(self, atoms: Tensor, undesirable: Tensor) -> LayerEdit:
+        return _identity
