@@ -163,7 +163,7 @@ class PayloadTooLargeError(ServiceError):
 
 
 class ValidationError(ServiceError, ValueError):
-    """422: a field is invalid; ``field`` names it (``body.layers.0``, ...)."""
+    """422: a field is invalid; ``field`` names it (``layers.0``, ``stimuli.2.text``, ...)."""
 
 
 class DimensionMismatchError(ValidationError):

@@ -465,7 +465,7 @@ def test_upload_keeps_half_precision_and_checks_shapes(
         with pytest.raises(ValueError, match="concept_ids"):
             client.upload_vectors(1, 1, torch.randn(2, 4), [1, 2, 3], [0, 0])
         with pytest.raises(TypeError, match="layers"):
-            client.upload_vectors(1, 1, torch.randn(2, 4), [1, 2], [0.5, 1.5])
+            client.upload_vectors(1, 1, torch.randn(2, 4), [1, 2], torch.tensor([0.5, 1.5]))
     assert len(script.seen) == 1  # bad input never reached the wire
 
 
