@@ -623,3 +623,37 @@ def test_bad_hashes_and_dtypes_are_refused_before_any_request(
         with pytest.raises(ValueError, match="floating"):
             client.pull_dictionary_by_hash("a" * 64, dtype=torch.int8)
     assert script.seen == []
+
+
+def test_large_downloads_show_a_progress_bar_unless_disabled(
+    server: tuple[str, Script], tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    base, script = server
+    h, data = make_dictionary_bytes(18, n=1200, d=1024)  # 2 layers x 2.4 MB in fp16
+    assert len(data) > 4 * 1024 * 1024
+    serve_dictionary(script, h, data)
+    quiet, _ = make_client(base, tmp_path / "quiet", progress=False)
+    with quiet:
+        quiet.pull_dictionary_by_hash(h)
+    assert f"dictionary {h[:12]}" not in capfd.readouterr().err
+    loud, _ = make_client(base, tmp_path / "loud")
+    with loud:
+        loud.pull_dictionary_by_hash(h)
+    assert f"dictionary {h[:12]}" in capfd.readouterr().err
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_pull_lands_on_cuda_in_the_requested_dtype(
+    server: tuple[str, Script], tmp_path: Path
+) -> None:
+    base, script = server
+    h, data = make_dictionary_bytes(19)
+    serve_dictionary(script, h, data)
+    client, _ = make_client(base, tmp_path)
+    with client:
+        d = client.pull_dictionary_by_hash(h, device="cuda", dtype=torch.bfloat16)
+    reference = ConceptDictionary.from_bytes(data)
+    for layer in reference.layers:
+        assert d.atoms[layer].is_cuda and d.atoms[layer].dtype == torch.bfloat16
+        assert torch.equal(d.atoms[layer].cpu(), reference.atoms[layer].to(torch.bfloat16))
+    assert d.undesirable.is_cuda
