@@ -162,7 +162,8 @@ def build_world(sdk: Client, app: Any) -> World:
             {"name": "patience", "stimuli": ["You wait calmly."]},
         ]
     )
-    concepts = [first, *rest]
+    assert (rest["created"], rest["existing"]) == (4, 0)
+    concepts = [first, *rest["items"]]
     ids = [int(c["id"]) for c in concepts]
     names = [str(c["name"]) for c in concepts]
     cset = sdk.create_concept_set("detox-mini", description="five concepts")
@@ -230,6 +231,21 @@ def test_resources_round_trip_and_map_real_errors(sdk: Client, app: Any) -> None
     assert sorted(version["concept_ids"]) == sorted(world.concept_ids)
     assert [c["name"] for c in sdk.iter_concepts(tag="harm", page_size=1)] == ["hatred", "threat"]
     assert sdk.list_concepts(limit=2).total == 5
+    again = sdk.create_concepts([{"name": "kindness"}], skip_existing=True)
+    assert (again["created"], again["existing"]) == (0, 1)
+    assert again["items"][0]["id"] == world.concept_ids[1]
+    with pytest.raises(errors.DuplicateError):
+        sdk.create_concepts([{"name": "kindness"}, {"name": "brand-new"}])
+    assert sdk.list_concepts(name="brand-new").total == 0  # all or none
+    temp = sdk.create_concept("temporary", stimuli=["You will be deleted."])
+    changed = sdk.update_concept(int(temp["id"]), description="now described")
+    assert changed["description"] == "now described"
+    sdk.delete_concept(int(temp["id"]))
+    with pytest.raises(errors.NotFoundError):
+        sdk.get_concept(int(temp["id"]))
+    with pytest.raises(errors.ValidationError) as invalid:
+        sdk.create_concept("bad", stimuli=[""])
+    assert invalid.value.field == "stimuli.0.text"
     partition = sdk.get_partition(world.partition_id)
     got = {lab["concept_id"]: lab["label"] for lab in partition["labels"]}
     assert {c for c, lab in got.items() if lab == "undesirable"} == world.undesirable

@@ -367,11 +367,16 @@ class Client:
         body = _concept_body(name, description, tags, stimuli, source)
         return _obj(self.request_json("POST", "/v1/concepts", json=body))
 
-    def create_concepts(self, concepts: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    def create_concepts(
+        self, concepts: Sequence[Mapping[str, Any]], *, skip_existing: bool = False
+    ) -> dict[str, Any]:
         """Create many concepts in one transaction (all or none).
 
         Each item has the fields of ``create_concept`` (``name``, optional
-        ``description``, ``tags``, ``stimuli``; stimuli may be plain strings).
+        ``description``, ``tags``, ``stimuli``; stimuli may be plain strings). A name
+        that exists is a ``DuplicateError`` unless ``skip_existing``, which reports it
+        as ``created: false`` (and makes the call safe to retry). Returns
+        ``{"created": int, "existing": int, "items": [{"id", "name", "created"}]}``.
         """
         bodies = [
             _concept_body(
@@ -383,11 +388,13 @@ class Client:
             )
             for c in concepts
         ]
-        data = self.request_json("POST", "/v1/concepts:bulk", json=bodies)
-        items = data.get("items") if isinstance(data, dict) else data
-        if not isinstance(items, list):
+        params = {"on_existing": "skip" if skip_existing else "error"}
+        data = self.request_json(
+            "POST", "/v1/concepts:bulk", params=params, json=bodies, idempotent=skip_existing
+        )
+        if not isinstance(data, dict) or not isinstance(data.get("items"), list):
             raise UnexpectedResponseError(f"POST /v1/concepts:bulk: unexpected body {data!r}")
-        return [_obj(i) for i in items]
+        return data
 
     def get_concept(self, concept_id: int) -> dict[str, Any]:
         return _obj(self.request_json("GET", f"/v1/concepts/{int(concept_id)}"))
