@@ -77,9 +77,7 @@ def database_url(pg_server: object, template_database_url: str) -> Iterator[str]
     admin_url = pg_server.libpq_url()
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(
-            sql.SQL("CREATE DATABASE {} TEMPLATE pace_template STRATEGY FILE_COPY").format(
-                sql.Identifier(name)
-            )
+            sql.SQL("CREATE DATABASE {} TEMPLATE pace_template").format(sql.Identifier(name))
         )
     yield pg_server.url(name)
     with psycopg.connect(admin_url, autocommit=True) as conn:

@@ -1,0 +1,188 @@
+"""``/v1/concept-sets`` and ``/v1/concept-set-versions``: sets, versions, diff, fork.
+
+Private sets of another namespace are 404 everywhere (existence is not leaked);
+writing to another namespace's public set is 403.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response, status
+
+from ...schemas.concept_sets import (
+    ConceptIds,
+    ConceptSetCreate,
+    ConceptSetFork,
+    ConceptSetPublic,
+    ConceptSetsPublic,
+    ConceptSetUpdate,
+    LineageEntry,
+    VersionCreate,
+    VersionDiff,
+    VersionPublic,
+    VersionsPublic,
+)
+from ...store import concept_sets as sets
+from ...store import versions
+from ...store.access import owned_set, readable_version
+from ..deps import AuthDep, SessionDep, WriteDep
+from ..pagination import PageDep
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["concept sets"])
+
+
+@router.post("/concept-sets", response_model=ConceptSetPublic, status_code=status.HTTP_201_CREATED)
+def create_set(
+    body: ConceptSetCreate, principal: WriteDep, session: SessionDep
+) -> ConceptSetPublic:
+    """Create a set (no versions yet: add a draft with ``POST .../versions``)."""
+    return sets.set_public(session, sets.create_set(session, principal.namespace_id, body))
+
+
+@router.get("/concept-sets", response_model=ConceptSetsPublic)
+def list_sets(
+    principal: AuthDep,
+    session: SessionDep,
+    page: PageDep,
+    name: str | None = None,
+    namespace: str | None = None,
+    public: bool | None = None,
+) -> ConceptSetsPublic:
+    """Sets the caller can read (its own and all public ones), filtered."""
+    rows, total = sets.list_sets(
+        session,
+        principal.namespace_id,
+        name=name,
+        namespace=namespace,
+        public=public,
+        limit=page.limit,
+        offset=page.offset,
+    )
+    return ConceptSetsPublic(
+        items=[sets.set_public(session, r) for r in rows],
+        total=total,
+        limit=page.limit,
+        offset=page.offset,
+    )
+
+
+@router.get("/concept-sets/{set_id}", response_model=ConceptSetPublic)
+def get_set(set_id: int, principal: AuthDep, session: SessionDep) -> ConceptSetPublic:
+    """One set with its versions."""
+    return sets.set_public(session, sets.get_set(session, principal.namespace_id, set_id))
+
+
+@router.patch("/concept-sets/{set_id}", response_model=ConceptSetPublic)
+def update_set(
+    set_id: int, body: ConceptSetUpdate, principal: WriteDep, session: SessionDep
+) -> ConceptSetPublic:
+    """Rename, describe or change the visibility of an owned set."""
+    return sets.set_public(session, sets.update_set(session, principal.namespace_id, set_id, body))
+
+
+@router.delete("/concept-sets/{set_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_set(set_id: int, principal: WriteDep, session: SessionDep) -> Response:
+    """Delete a set that has no published version (409 ``immutable`` otherwise)."""
+    sets.delete_set(session, principal.namespace_id, set_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post(
+    "/concept-sets/{set_id}/fork",
+    response_model=ConceptSetPublic,
+    status_code=status.HTTP_201_CREATED,
+)
+def fork_set(
+    set_id: int, body: ConceptSetFork, principal: WriteDep, session: SessionDep
+) -> ConceptSetPublic:
+    """Fork any readable set (also another namespace's public one) into the caller's."""
+    return sets.set_public(session, sets.fork_set(session, principal.namespace_id, set_id, body))
+
+
+@router.post(
+    "/concept-sets/{set_id}/versions",
+    response_model=VersionPublic,
+    status_code=status.HTTP_201_CREATED,
+)
+def create_version(
+    set_id: int, principal: WriteDep, session: SessionDep, body: VersionCreate | None = None
+) -> VersionPublic:
+    """A new draft, copying the members of ``from_version`` (default: the latest)."""
+    body = body or VersionCreate()
+    concept_set = owned_set(session, principal.namespace_id, set_id)
+    version = versions.create_version(
+        session, concept_set, from_version=body.from_version, empty=body.empty
+    )
+    return versions.version_public(session, version)
+
+
+@router.get("/concept-sets/{set_id}/versions", response_model=VersionsPublic)
+def list_versions(
+    set_id: int, principal: AuthDep, session: SessionDep, page: PageDep
+) -> VersionsPublic:
+    """A set's versions by number."""
+    concept_set = sets.get_set(session, principal.namespace_id, set_id)
+    items, total = versions.list_versions(
+        session, concept_set, limit=page.limit, offset=page.offset
+    )
+    return VersionsPublic(items=items, total=total, limit=page.limit, offset=page.offset)
+
+
+@router.get("/concept-set-versions/{version_id}", response_model=VersionPublic)
+def get_version(version_id: int, principal: AuthDep, session: SessionDep) -> VersionPublic:
+    """One version with its member concept ids."""
+    version = readable_version(session, principal.namespace_id, version_id, field="version_id")
+    return versions.version_public(session, version)
+
+
+@router.delete("/concept-set-versions/{version_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_version(version_id: int, principal: WriteDep, session: SessionDep) -> Response:
+    """Delete a draft (409 ``immutable`` for a published version)."""
+    versions.delete_version(session, principal.namespace_id, version_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/concept-set-versions/{version_id}/concepts", response_model=VersionPublic)
+def add_concepts(
+    version_id: int, body: ConceptIds, principal: WriteDep, session: SessionDep
+) -> VersionPublic:
+    """Add concepts to a draft (own concepts, or members of public sets)."""
+    version = versions.add_members(session, principal.namespace_id, version_id, body.concept_ids)
+    return versions.version_public(session, version)
+
+
+@router.delete("/concept-set-versions/{version_id}/concepts", response_model=VersionPublic)
+def remove_concepts(
+    version_id: int, body: ConceptIds, principal: WriteDep, session: SessionDep
+) -> VersionPublic:
+    """Remove concepts from a draft (JSON body ``{"concept_ids": [...]}``)."""
+    version = versions.remove_members(session, principal.namespace_id, version_id, body.concept_ids)
+    return versions.version_public(session, version)
+
+
+@router.post("/concept-set-versions/{version_id}/concepts:remove", response_model=VersionPublic)
+def remove_concepts_post(
+    version_id: int, body: ConceptIds, principal: WriteDep, session: SessionDep
+) -> VersionPublic:
+    """Same as ``DELETE .../concepts``, for clients that cannot send a DELETE body."""
+    return remove_concepts(version_id, body, principal, session)
+
+
+@router.post("/concept-set-versions/{version_id}/publish", response_model=VersionPublic)
+def publish_version(version_id: int, principal: WriteDep, session: SessionDep) -> VersionPublic:
+    """Publish a draft: it and its stimuli snapshot become immutable forever."""
+    version = versions.publish_version(session, principal.namespace_id, version_id)
+    return versions.version_public(session, version)
+
+
+@router.get("/concept-set-versions/{a}/diff/{b}", response_model=VersionDiff)
+def diff_versions(a: int, b: int, principal: AuthDep, session: SessionDep) -> VersionDiff:
+    """What changed from version ``a`` to version ``b`` (any two readable versions)."""
+    return versions.diff_versions(session, principal.namespace_id, a, b)
+
+
+@router.get("/concept-set-versions/{version_id}/lineage", response_model=list[LineageEntry])
+def get_lineage(version_id: int, principal: AuthDep, session: SessionDep) -> list[LineageEntry]:
+    """The version's ancestors, nearest first, following forks across sets."""
+    return versions.lineage(session, principal.namespace_id, version_id)

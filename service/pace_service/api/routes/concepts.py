@@ -1,0 +1,91 @@
+"""``/v1/concepts``: concepts with stimuli; bulk import in one transaction."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Body, Response, status
+
+from ...schemas.concepts import (
+    ConceptBulkResult,
+    ConceptCreate,
+    ConceptPublic,
+    ConceptsPublic,
+    ConceptUpdate,
+)
+from ...store import concepts as store
+from ..deps import AuthDep, SessionDep, WriteDep
+from ..pagination import PageDep
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["concepts"])
+
+MAX_BULK = 100_000
+
+
+@router.post("/concepts", response_model=ConceptPublic, status_code=status.HTTP_201_CREATED)
+def create_concept(body: ConceptCreate, principal: WriteDep, session: SessionDep) -> ConceptPublic:
+    """Create a concept with its stimuli (409 ``duplicate`` if the name exists)."""
+    concept = store.create_concept(session, principal.namespace_id, body)
+    return store.concept_public(session, concept)
+
+
+@router.post(
+    "/concepts:bulk", response_model=ConceptBulkResult, status_code=status.HTTP_201_CREATED
+)
+def bulk_create_concepts(
+    body: Annotated[list[ConceptCreate], Body(max_length=MAX_BULK)],
+    principal: WriteDep,
+    session: SessionDep,
+    on_existing: Literal["error", "skip"] = "error",
+) -> ConceptBulkResult:
+    """Import many concepts in one transaction: all are created, or none.
+
+    ``on_existing=skip`` reports concepts whose name exists as ``created: false``
+    instead of failing with 409 ``duplicate``.
+    """
+    return store.bulk_create_concepts(
+        session, principal.namespace_id, body, skip_existing=on_existing == "skip"
+    )
+
+
+@router.get("/concepts", response_model=ConceptsPublic)
+def list_concepts(
+    principal: AuthDep,
+    session: SessionDep,
+    page: PageDep,
+    name: str | None = None,
+    tag: str | None = None,
+) -> ConceptsPublic:
+    """The namespace's concepts, filtered by exact ``name`` and by ``tag``."""
+    items, total = store.list_concepts(
+        session, principal.namespace_id, name=name, tag=tag, limit=page.limit, offset=page.offset
+    )
+    return ConceptsPublic(items=items, total=total, limit=page.limit, offset=page.offset)
+
+
+@router.get("/concepts/{concept_id}", response_model=ConceptPublic)
+def get_concept(concept_id: int, principal: AuthDep, session: SessionDep) -> ConceptPublic:
+    """One concept with its current stimuli (own, or a member of a public set)."""
+    concept = store.get_readable_concept(session, principal.namespace_id, concept_id)
+    return store.concept_public(session, concept)
+
+
+@router.patch("/concepts/{concept_id}", response_model=ConceptPublic)
+def update_concept(
+    concept_id: int, body: ConceptUpdate, principal: WriteDep, session: SessionDep
+) -> ConceptPublic:
+    """Rename, describe, retag, add stimuli or retire stimuli.
+
+    Published versions keep the stimuli snapshot they were published with.
+    """
+    concept = store.update_concept(session, principal.namespace_id, concept_id, body)
+    return store.concept_public(session, concept)
+
+
+@router.delete("/concepts/{concept_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_concept(concept_id: int, principal: WriteDep, session: SessionDep) -> Response:
+    """Delete a concept (409 ``immutable`` if a published version holds it)."""
+    store.delete_concept(session, principal.namespace_id, concept_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,46 @@
+"""``/v1/models``: language models (global; write keys register them)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, status
+
+from ...schemas.models import ModelCreate, ModelPublic, ModelsPublic
+from ...store import models as store
+from ..deps import AuthDep, SessionDep, WriteDep
+from ..pagination import PageDep
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["models"])
+
+
+@router.post("/models", response_model=ModelPublic, status_code=status.HTTP_201_CREATED)
+def create_model(body: ModelCreate, _principal: WriteDep, session: SessionDep) -> ModelPublic:
+    """Register a model (409 ``duplicate`` on the same hf_id + revision)."""
+    return ModelPublic.model_validate(store.create_model(session, body))
+
+
+@router.get("/models", response_model=ModelsPublic)
+def list_models(
+    _principal: AuthDep,
+    session: SessionDep,
+    page: PageDep,
+    hf_id: str | None = None,
+    revision: str | None = None,
+) -> ModelsPublic:
+    """Models, filtered by ``hf_id`` and ``revision``."""
+    rows, total = store.list_models(
+        session, hf_id=hf_id, revision=revision, limit=page.limit, offset=page.offset
+    )
+    return ModelsPublic(
+        items=[ModelPublic.model_validate(r) for r in rows],
+        total=total,
+        limit=page.limit,
+        offset=page.offset,
+    )
+
+
+@router.get("/models/{model_id}", response_model=ModelPublic)
+def get_model(model_id: int, _principal: AuthDep, session: SessionDep) -> ModelPublic:
+    """One model."""
+    return ModelPublic.model_validate(store.get_model(session, model_id))
