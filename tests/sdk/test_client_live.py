@@ -7,6 +7,7 @@ received, so that "the second pull downloads nothing" is measured, not assumed.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,12 +63,17 @@ class _CountingStream(httpx.SyncByteStream):
 
 
 def _routes(app: Any) -> set[str]:
-    return {getattr(r, "path", "") for r in app.routes}
+    """The app's paths with parameter names erased: ``/v1/models/{}``."""
+    return {re.sub(r"\{[^}]*\}", "{}", p) for p in app.openapi()["paths"]}
+
+
+def has_route(app: Any, path: str) -> bool:
+    return re.sub(r"\{[^}]*\}", "{}", path) in _routes(app)
 
 
 def require(app: Any, *paths: str) -> None:
     """Skip when the service does not have an endpoint yet (it is built in parallel)."""
-    missing = [p for p in paths if p not in _routes(app)]
+    missing = [p for p in paths if not has_route(app, p)]
     if missing:
         pytest.skip(f"service endpoint(s) not implemented yet: {missing}")
 
@@ -129,43 +135,48 @@ class World:
     atoms: dict[int, torch.Tensor]  # layer -> (n, d), rows in concept_ids order
 
 
-def build_world(sdk: Client, app: Any) -> World:
-    require(
-        app,
-        "/v1/models",
-        "/v1/recipes",
-        "/v1/concepts",
-        "/v1/concepts:bulk",
-        "/v1/concept-sets",
-        "/v1/tasks",
-        "/v1/partitions",
-    )
-    model = sdk.create_model(
-        "test/tiny-llama", "main", hidden_size=HIDDEN, num_layers=4, architecture="LlamaForCausalLM"
-    )
+MODEL_ARGS: dict[str, Any] = {
+    "hidden_size": HIDDEN,
+    "num_layers": 4,
+    "architecture": "LlamaForCausalLM",
+}
+
+
+@dataclass
+class Catalog:
+    model: Model
+    recipe: Recipe
+    concept_ids: list[int]
+    names: list[str]
+
+
+def build_catalog(sdk: Client, app: Any) -> Catalog:
+    """A model, a recipe and five concepts (two of them harmful)."""
+    require(app, "/v1/models", "/v1/recipes", "/v1/concepts", "/v1/concepts:bulk")
+    model = sdk.create_model("test/tiny-llama", "main", **MODEL_ARGS)
     recipe = sdk.get_or_create_recipe(token_position="last", reduction="mean")
     first = sdk.create_concept("hatred", tags=["harm"], stimuli=["You despise your neighbour."])
+    imported = {"text": "You visit Paris.", "source": "imported", "provenance": {"f": "x.jsonl"}}
     rest = sdk.create_concepts(
         [
             {"name": "kindness", "tags": ["virtue"], "stimuli": ["You help a stranger."]},
             {"name": "threat", "tags": ["harm"], "stimuli": ["You warn them, menacingly."]},
-            {
-                "name": "Paris",
-                "stimuli": [
-                    {
-                        "text": "You visit Paris.",
-                        "source": "imported",
-                        "provenance": {"file": "x.jsonl"},
-                    }
-                ],
-            },
+            {"name": "Paris", "stimuli": [imported]},
             {"name": "patience", "stimuli": ["You wait calmly."]},
         ]
     )
     assert (rest["created"], rest["existing"]) == (4, 0)
     concepts = [first, *rest["items"]]
-    ids = [int(c["id"]) for c in concepts]
-    names = [str(c["name"]) for c in concepts]
+    return Catalog(
+        model, recipe, [int(c["id"]) for c in concepts], [str(c["name"]) for c in concepts]
+    )
+
+
+def build_world(sdk: Client, app: Any) -> World:
+    """The catalog in a published concept-set version, with a detox partition."""
+    catalog = build_catalog(sdk, app)
+    require(app, "/v1/concept-sets", "/v1/tasks", "/v1/partitions")
+    ids = catalog.concept_ids
     cset = sdk.create_concept_set("detox-mini", description="five concepts")
     version = sdk.create_version(int(cset["id"]))
     vid = int(version["id"])
@@ -186,7 +197,16 @@ def build_world(sdk: Client, app: Any) -> World:
     partition = sdk.create_partition(int(task["id"]), vid, labels, provenance={"by": "pytest"})
     g = torch.Generator().manual_seed(0)
     atoms = {layer: torch.randn(len(ids), HIDDEN, generator=g) for layer in LAYERS}
-    return World(model, recipe, ids, names, vid, int(partition["id"]), undesirable, atoms)
+    return World(
+        catalog.model,
+        catalog.recipe,
+        ids,
+        catalog.names,
+        vid,
+        int(partition["id"]),
+        undesirable,
+        atoms,
+    )
 
 
 def upload_world(sdk: Client, app: Any, world: World) -> None:
@@ -198,44 +218,46 @@ def upload_world(sdk: Client, app: Any, world: World) -> None:
     assert (result.inserted, result.skipped) == (len(ids), 0)
 
 
-def test_resources_round_trip_and_map_real_errors(sdk: Client, app: Any) -> None:
-    world = build_world(sdk, app)
-    assert sdk.get_model(world.model.id) == world.model
-    assert sdk.find_model("test/tiny-llama", "main") == world.model
+def test_models_recipes_and_concepts_round_trip(sdk: Client, app: Any) -> None:
+    catalog = build_catalog(sdk, app)
+    model = catalog.model
+    assert sdk.get_model(model.id) == model
+    assert sdk.find_model("test/tiny-llama", "main") == model
     assert sdk.find_model("test/tiny-llama", "other") is None
     with pytest.raises(errors.DuplicateError) as dup:
-        sdk.create_model(
-            "test/tiny-llama",
-            "main",
-            hidden_size=HIDDEN,
-            num_layers=4,
-            architecture="LlamaForCausalLM",
-        )
-    assert dup.value.status == 409
-    again = sdk.ensure_model(
-        "test/tiny-llama", "main", hidden_size=HIDDEN, num_layers=4, architecture="LlamaForCausalLM"
-    )
-    assert again == world.model
+        sdk.create_model("test/tiny-llama", "main", **MODEL_ARGS)
+    assert dup.value.status == 409 and dup.value.code == "duplicate"
+    assert sdk.ensure_model("test/tiny-llama", "main", **MODEL_ARGS) == model
     with pytest.raises(ValueError, match="hidden_size"):
-        sdk.ensure_model(
-            "test/tiny-llama", "main", hidden_size=32, num_layers=4, architecture="LlamaForCausalLM"
-        )
-    assert sdk.get_or_create_recipe(token_position="last", reduction="mean") == world.recipe
+        sdk.ensure_model("test/tiny-llama", "main", **{**MODEL_ARGS, "hidden_size": 32})
     with pytest.raises(errors.NotFoundError) as missing:
         sdk.get_model(10**9)
     assert missing.value.code == "not_found"
     assert isinstance(missing.value, LookupError)
-    with pytest.raises(errors.ImmutableError):
-        sdk.add_concepts(world.version_id, world.concept_ids[:1])
-    version = sdk.get_version(world.version_id)
-    assert sorted(version["concept_ids"]) == sorted(world.concept_ids)
-    assert [c["name"] for c in sdk.iter_concepts(tag="harm", page_size=1)] == ["hatred", "threat"]
+
+    assert sdk.get_or_create_recipe(token_position="last", reduction="mean") == catalog.recipe
+    other = sdk.get_or_create_recipe(token_position="mean", reduction="pc1")
+    assert other.id != catalog.recipe.id and (other.token_position, other.reduction) == (
+        "mean",
+        "pc1",
+    )
+    with pytest.raises(errors.ValidationError) as no_slot:
+        sdk.get_or_create_recipe(prompt_template="no placeholder")
+    assert no_slot.value.field == "prompt_template"
+
+    harm = [c["name"] for c in sdk.iter_concepts(tag="harm", page_size=1)]
+    assert sorted(harm) == ["hatred", "threat"]
     assert sdk.list_concepts(limit=2).total == 5
+    walked = [int(c["id"]) for c in sdk.iter_concepts(page_size=2)]  # pages of 2, 2, 1
+    assert sorted(walked) == sorted(catalog.concept_ids)
+    paris = sdk.get_concept(catalog.concept_ids[3])
+    assert paris["stimuli"][0]["source"] == "imported"
+    assert paris["stimuli"][0]["provenance"] == {"f": "x.jsonl"}
     again = sdk.create_concepts([{"name": "kindness"}], skip_existing=True)
     assert (again["created"], again["existing"]) == (0, 1)
-    assert again["items"][0]["id"] == world.concept_ids[1]
+    assert again["items"][0]["id"] == catalog.concept_ids[1]
     with pytest.raises(errors.DuplicateError):
-        sdk.create_concepts([{"name": "kindness"}, {"name": "brand-new"}])
+        sdk.create_concepts([{"name": "brand-new"}, {"name": "kindness"}])
     assert sdk.list_concepts(name="brand-new").total == 0  # all or none
     temp = sdk.create_concept("temporary", stimuli=["You will be deleted."])
     changed = sdk.update_concept(int(temp["id"]), description="now described")
@@ -246,9 +268,71 @@ def test_resources_round_trip_and_map_real_errors(sdk: Client, app: Any) -> None
     with pytest.raises(errors.ValidationError) as invalid:
         sdk.create_concept("bad", stimuli=[""])
     assert invalid.value.field == "stimuli.0.text"
+
+
+def test_read_only_keys_cannot_write(sdk: Client, app: Any, live_service: tuple[str, str]) -> None:
+    require(app, "/v1/concepts")
+    reader_key = sdk.create_key("read")["key"]
+    sdk.create_concept("visible", stimuli=["You can see this."])
+    with Client(live_service[0], reader_key, retries=0) as reader:
+        assert reader.list_concepts(name="visible").total == 1
+        with pytest.raises(errors.PermissionDeniedError) as info:
+            reader.create_concept("forbidden", stimuli=["You may not."])
+    assert info.value.code == "forbidden"
+    assert sdk.list_concepts(name="forbidden").total == 0
+
+
+def test_concept_sets_versions_and_forks(sdk: Client, app: Any) -> None:
+    catalog = build_catalog(sdk, app)
+    require(app, "/v1/concept-sets", "/v1/concept-sets/{}/versions", "/v1/concept-sets/{}/fork")
+    ids = catalog.concept_ids
+    cset = sdk.create_concept_set("harms", description="harmful things", public=True)
+    v1 = sdk.create_version(int(cset["id"]))
+    assert v1["status"] == "draft" and v1["concept_ids"] == []
+    sdk.add_concepts(int(v1["id"]), ids)
+    after = sdk.remove_concepts(int(v1["id"]), [ids[4]])
+    assert sorted(after["concept_ids"]) == sorted(ids[:4])
+    published = sdk.publish_version(int(v1["id"]))
+    assert published["status"] == "published"
+    with pytest.raises(errors.ImmutableError) as frozen:
+        sdk.add_concepts(int(v1["id"]), [ids[4]])
+    assert frozen.value.status == 409
+    v2 = sdk.create_version(int(cset["id"]), from_version=int(v1["number"]))
+    assert sorted(v2["concept_ids"]) == sorted(ids[:4])
+    sdk.remove_concepts(int(v2["id"]), [ids[0]])
+    sdk.add_concepts(int(v2["id"]), [ids[4]])
+    diff = sdk.diff_versions(int(v1["id"]), int(v2["id"]))
+    assert [c["id"] for c in diff["added"]] == [ids[4]]
+    assert [c["name"] for c in diff["removed"]] == [catalog.names[0]]
+    fork = sdk.fork_concept_set(int(cset["id"]), "my-harms")
+    assert fork["name"] == "my-harms" and fork["forked_from_set_id"] == cset["id"]
+    assert len(sdk.get_concept_set(int(cset["id"]))["versions"]) == 2
+    with pytest.raises(errors.NotFoundError):
+        sdk.get_version(10**9)
+
+
+def test_sets_versions_and_partitions(sdk: Client, app: Any) -> None:
+    world = build_world(sdk, app)
+    version = sdk.get_version(world.version_id)
+    assert sorted(version["concept_ids"]) == sorted(world.concept_ids)
     partition = sdk.get_partition(world.partition_id)
     got = {lab["concept_id"]: lab["label"] for lab in partition["labels"]}
     assert {c for c, lab in got.items() if lab == "undesirable"} == world.undesirable
+    kindness = world.concept_ids[1]
+    override = {
+        "concept_id": kindness,
+        "label": "undesirable",
+        "score": 1.0,
+        "rationale": "reviewer",
+        "labeler": {"kind": "human", "name": "reviewer"},
+    }
+    newer = sdk.override_labels(world.partition_id, [override])
+    assert int(newer["id"]) != world.partition_id
+    relabelled = sdk.get_partition(int(newer["id"]))
+    flagged = {lab["concept_id"] for lab in relabelled["labels"] if lab["label"] == "undesirable"}
+    assert flagged == world.undesirable | {kindness}
+    listed = sdk.list_partitions(concept_set_version_id=world.version_id)
+    assert listed.total == 2
 
 
 def test_upload_is_idempotent_and_conflicts_are_typed(sdk: Client, app: Any) -> None:
@@ -272,7 +356,7 @@ def test_upload_is_idempotent_and_conflicts_are_typed(sdk: Client, app: Any) -> 
     sdk.max_upload_bytes = 3 * (HIDDEN * 4 + 16)
     split = sdk.upload_vectors(model_id, recipe_id, torch.randn(5, HIDDEN), world.concept_ids, 0)
     assert (split.inserted, split.skipped) == (5, 0)
-    if "/v1/models/{model_id}/vectors:present" in _routes(app):
+    if has_route(app, "/v1/models/{id}/vectors:present"):
         present = sdk.vectors_present(model_id, recipe_id, [0, 1, 2], world.concept_ids)
         assert sorted(present) == sorted(world.concept_ids)
         assert sdk.vectors_present(model_id, recipe_id, [3], world.concept_ids) == []

@@ -425,11 +425,21 @@ class Client:
         body = {"name": name, "description": description, "public": public}
         return _obj(self.request_json("POST", "/v1/concept-sets", json=body))
 
+    def get_concept_set(self, concept_set_id: int) -> dict[str, Any]:
+        """A concept set with a summary of its versions."""
+        return _obj(self.request_json("GET", f"/v1/concept-sets/{int(concept_set_id)}"))
+
     def create_version(
-        self, concept_set_id: int, *, from_version: int | None = None
+        self, concept_set_id: int, *, from_version: int | None = None, empty: bool = False
     ) -> dict[str, Any]:
-        """A new draft version of a set, optionally starting from another version's concepts."""
-        body = {} if from_version is None else {"from_version": from_version}
+        """A new draft version of a set.
+
+        Its concepts are copied from version number ``from_version`` (default: the
+        set's latest version), or it starts with none when ``empty``.
+        """
+        body: dict[str, Any] = {"empty": empty}
+        if from_version is not None:
+            body["from_version"] = int(from_version)
         path = f"/v1/concept-sets/{int(concept_set_id)}/versions"
         return _obj(self.request_json("POST", path, json=body))
 
@@ -457,10 +467,27 @@ class Client:
         path = f"/v1/concept-set-versions/{int(a)}/diff/{int(b)}"
         return _obj(self.request_json("GET", path))
 
-    def fork_concept_set(self, concept_set_id: int, name: str) -> dict[str, Any]:
-        """Copy a (possibly public) set into this key's namespace under a new name."""
+    def fork_concept_set(
+        self,
+        concept_set_id: int,
+        name: str,
+        *,
+        description: str | None = None,
+        public: bool = False,
+        from_version: int | None = None,
+    ) -> dict[str, Any]:
+        """Copy a readable (own or public) set into this key's namespace as ``name``.
+
+        ``from_version`` is a version number of the source set (default: its latest
+        published version).
+        """
+        body: dict[str, Any] = {"name": name, "public": public}
+        if description is not None:
+            body["description"] = description
+        if from_version is not None:
+            body["from_version"] = int(from_version)
         path = f"/v1/concept-sets/{int(concept_set_id)}/fork"
-        return _obj(self.request_json("POST", path, json={"name": name}))
+        return _obj(self.request_json("POST", path, json=body))
 
     # -- tasks and partitions ----------------------------------------------------------
     def create_task(self, name: str, *, description: str = "") -> dict[str, Any]:
