@@ -1,0 +1,60 @@
+"""``/v1/tasks``: alignment tasks (private to their namespace)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response, status
+
+from ...schemas.partitions import TaskCreate, TaskPublic, TasksPublic, TaskUpdate
+from ...store import tasks as store
+from ...store.access import owned_task
+from ..deps import AuthDep, SessionDep, WriteDep
+from ..pagination import PageDep
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["tasks"])
+
+
+@router.post("/tasks", response_model=TaskPublic, status_code=status.HTTP_201_CREATED)
+def create_task(body: TaskCreate, principal: WriteDep, session: SessionDep) -> TaskPublic:
+    """Create a task (409 ``duplicate`` if its name exists in the namespace)."""
+    return TaskPublic.model_validate(store.create_task(session, principal.namespace_id, body))
+
+
+@router.get("/tasks", response_model=TasksPublic)
+def list_tasks(
+    principal: AuthDep, session: SessionDep, page: PageDep, name: str | None = None
+) -> TasksPublic:
+    """The namespace's tasks."""
+    rows, total = store.list_tasks(
+        session, principal.namespace_id, name=name, limit=page.limit, offset=page.offset
+    )
+    return TasksPublic(
+        items=[TaskPublic.model_validate(r) for r in rows],
+        total=total,
+        limit=page.limit,
+        offset=page.offset,
+    )
+
+
+@router.get("/tasks/{task_id}", response_model=TaskPublic)
+def get_task(task_id: int, principal: AuthDep, session: SessionDep) -> TaskPublic:
+    """One task."""
+    return TaskPublic.model_validate(owned_task(session, principal.namespace_id, task_id))
+
+
+@router.patch("/tasks/{task_id}", response_model=TaskPublic)
+def update_task(
+    task_id: int, body: TaskUpdate, principal: WriteDep, session: SessionDep
+) -> TaskPublic:
+    """Rename or re-describe a task."""
+    return TaskPublic.model_validate(
+        store.update_task(session, principal.namespace_id, task_id, body)
+    )
+
+
+@router.delete("/tasks/{task_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_task(task_id: int, principal: WriteDep, session: SessionDep) -> Response:
+    """Delete a task and all its partitions."""
+    store.delete_task(session, principal.namespace_id, task_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
