@@ -307,6 +307,9 @@ def test_concept_sets_versions_and_forks(sdk: Client, app: Any) -> None:
     fork = sdk.fork_concept_set(int(cset["id"]), "my-harms")
     assert fork["name"] == "my-harms" and fork["forked_from_set_id"] == cset["id"]
     assert len(sdk.get_concept_set(int(cset["id"]))["versions"]) == 2
+    found = sdk.list_concept_sets(name="my-harms")
+    assert [x["id"] for x in found.items] == [fork["id"]]
+    assert sdk.list_concept_sets(name="nothing-like-this").total == 0
     with pytest.raises(errors.NotFoundError):
         sdk.get_version(10**9)
 

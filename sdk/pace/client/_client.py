@@ -425,6 +425,19 @@ class Client:
         body = {"name": name, "description": description, "public": public}
         return _obj(self.request_json("POST", "/v1/concept-sets", json=body))
 
+    def list_concept_sets(
+        self,
+        *,
+        name: str | None = None,
+        namespace: str | None = None,
+        public: bool | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> Page[dict[str, Any]]:
+        """One page of the sets this key can read (its own and public ones)."""
+        params = {"name": name, "namespace": namespace, "public": public}
+        return self._page("/v1/concept-sets", params, limit, offset)
+
     def get_concept_set(self, concept_set_id: int) -> dict[str, Any]:
         """A concept set with a summary of its versions."""
         return _obj(self.request_json("GET", f"/v1/concept-sets/{int(concept_set_id)}"))
@@ -493,6 +506,15 @@ class Client:
     def create_task(self, name: str, *, description: str = "") -> dict[str, Any]:
         body = {"name": name, "description": description}
         return _obj(self.request_json("POST", "/v1/tasks", json=body))
+
+    def get_task(self, task_id: int) -> dict[str, Any]:
+        return _obj(self.request_json("GET", f"/v1/tasks/{int(task_id)}"))
+
+    def list_tasks(
+        self, *, name: str | None = None, limit: int = 100, offset: int = 0
+    ) -> Page[dict[str, Any]]:
+        """One page of this namespace's tasks, optionally by exact name."""
+        return self._page("/v1/tasks", {"name": name}, limit, offset)
 
     def create_partition(
         self,
