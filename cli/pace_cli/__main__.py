@@ -1,0 +1,3 @@
+from pace_cli.main import main
+
+main()
