@@ -1,0 +1,43 @@
+"""Schemas of ``POST /v1/search/nearest``."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+__all__ = ["NearestPublic", "NearestRequest", "NeighborPublic"]
+
+
+class NearestRequest(BaseModel):
+    """An activation and where to look for its nearest concept atoms."""
+
+    model_id: int
+    layer: int = Field(ge=0)
+    recipe_id: int | None = Field(
+        default=None, description="Optional when the model's layer has atoms of one recipe only"
+    )
+    k: int = Field(default=10, ge=1, le=1000)
+    vector: list[float] = Field(min_length=1, max_length=16000)
+    concept_set_version_id: int | None = None
+    partition_id: int | None = Field(default=None, description="Labels from this partition")
+    task_id: int | None = Field(
+        default=None, description="Labels from this task's latest partition of the version"
+    )
+    exact: bool = False
+
+
+class NeighborPublic(BaseModel):
+    """One nearest concept, by cosine similarity of its atom."""
+
+    concept_id: int
+    name: str
+    similarity: float
+    label: Literal["benign", "undesirable"] | None
+
+
+class NearestPublic(BaseModel):
+    """Most similar first; ``exact`` tells whether an exhaustive search produced it."""
+
+    results: list[NeighborPublic]
+    exact: bool
