@@ -336,6 +336,11 @@ def test_sets_versions_and_partitions(sdk: Client, app: Any) -> None:
     assert flagged == world.undesirable | {kindness}
     listed = sdk.list_partitions(concept_set_version_id=world.version_id)
     assert listed.total == 2
+    task_id = int(relabelled["task_id"])
+    assert sdk.latest_partition(task_id)["id"] == newer["id"]
+    with pytest.raises(errors.ValidationError) as bad_label:
+        sdk.override_labels(world.partition_id, [{"concept_id": kindness, "label": "evil"}])
+    assert bad_label.value.field == "labels.0.label"
 
 
 def test_upload_is_idempotent_and_conflicts_are_typed(sdk: Client, app: Any) -> None:

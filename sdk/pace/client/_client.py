@@ -534,11 +534,22 @@ class Client:
         return _obj(self.request_json("POST", "/v1/partitions", json=body))
 
     def override_labels(
-        self, partition_id: int, labels: Sequence[Mapping[str, Any]]
+        self, partition_id: int, labels: Sequence[Mapping[str, Any]], *, note: str = ""
     ) -> dict[str, Any]:
-        """A new partition version with these labels replaced (a human review)."""
+        """A new partition version with these labels replaced (a human review).
+
+        Each label is ``{"concept_id", "label", "score"?, "rationale"?, "labeler"?}``.
+        """
         path = f"/v1/partitions/{int(partition_id)}/overrides"
-        return _obj(self.request_json("POST", path, json={"labels": [dict(x) for x in labels]}))
+        body = {"labels": [dict(x) for x in labels], "note": note}
+        return _obj(self.request_json("POST", path, json=body))
+
+    def latest_partition(
+        self, task_id: int, *, concept_set_version_id: int | None = None
+    ) -> dict[str, Any]:
+        """The newest partition of a task (``NotFoundError`` if it has none)."""
+        params = {"task_id": int(task_id), "concept_set_version_id": concept_set_version_id}
+        return _obj(self.request_json("GET", "/v1/partitions/latest", params=params))
 
     def get_partition(self, partition_id: int) -> dict[str, Any]:
         """A partition version with its labels."""
