@@ -13,6 +13,7 @@ from alembic import context
 from alembic.autogenerate.api import AutogenContext
 from pace_service.core.config import get_settings, sqlalchemy_url
 from pace_service.core.db import create_engine
+from pace_service.migrate import include_object
 from pace_service.models import Base
 from pgvector.sqlalchemy import BIT, HALFVEC, SPARSEVEC, VECTOR
 from sqlalchemy import Connection
@@ -38,6 +39,7 @@ def _configure(connection: Connection) -> None:
         connection=connection,
         target_metadata=target_metadata,
         render_item=render_item,
+        include_object=include_object,
         compare_type=True,
         compare_server_default=False,
         transaction_per_migration=True,
@@ -59,6 +61,7 @@ def run_migrations_offline() -> None:
         url=_url(),
         target_metadata=target_metadata,
         render_item=render_item,
+        include_object=include_object,
         literal_binds=True,
         dialect_opts={"paramstyle": "named"},
     )

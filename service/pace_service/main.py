@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
@@ -52,11 +52,18 @@ def _routers() -> list[APIRouter]:
     return routers
 
 
-def create_app(settings: Settings | None = None, *, engine: Engine | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    *,
+    engine: Engine | None = None,
+    on_shutdown: Sequence[Callable[[], None]] = (),
+) -> FastAPI:
     """Build the FastAPI app for ``settings`` (default: from the environment).
 
     ``settings.database_url`` must be set (``python -m pace_service serve`` starts the
-    embedded server and sets it). The engine is disposed at shutdown unless given.
+    embedded server and sets it). The engine is disposed at shutdown unless given;
+    ``on_shutdown`` callbacks run after that (``serve`` stops the embedded server there,
+    since uvicorn re-raises SIGTERM after shutdown and atexit hooks would not run).
     """
     settings = settings or Settings()
     own_engine = engine is None
@@ -76,6 +83,8 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         finally:
             if own_engine:
                 engine.dispose()
+            for callback in on_shutdown:
+                callback()
 
     app = FastAPI(
         title="pace-concepts",

@@ -14,7 +14,26 @@ from sqlalchemy import Connection
 
 from .core.config import sqlalchemy_url
 
-__all__ = ["alembic_config", "downgrade", "migrations_dir", "upgrade"]
+__all__ = [
+    "RUNTIME_INDEX_PREFIXES",
+    "alembic_config",
+    "downgrade",
+    "include_object",
+    "migrations_dir",
+    "upgrade",
+]
+
+RUNTIME_INDEX_PREFIXES = ("ix_atoms_bq_",)
+"""Indexes the service creates at runtime (per-group search indexes), not in the models."""
+
+
+def include_object(
+    obj: object, name: str | None, type_: str, reflected: bool, compare_to: object | None
+) -> bool:
+    """Alembic autogenerate filter: ignore the runtime-created search indexes."""
+    if type_ == "index" and reflected and compare_to is None and name is not None:
+        return not name.startswith(RUNTIME_INDEX_PREFIXES)
+    return True
 
 
 def migrations_dir() -> Path:
