@@ -177,7 +177,11 @@ def test_partitions_are_consistent_with_the_pack_tags() -> None:
 
 @pytest.mark.parametrize(
     ("file", "prefix"),
-    [("sentiment_prompts.jsonl", "sentiment-"), ("detox_prompts.jsonl", "detox-")],
+    [
+        ("sentiment_prompts.jsonl", "sentiment-"),
+        ("detox_prompts.jsonl", "detox-"),
+        ("faithfulness_prompts.jsonl", "faithfulness-"),
+    ],
 )
 def test_prompt_sets_have_sixty_unique_prompts(file: str, prefix: str) -> None:
     rows = _jsonl("eval", file)
@@ -217,7 +221,7 @@ def test_package_data_patterns_ship_the_files() -> None:
     patterns = config["tool"]["setuptools"]["package-data"]["*"]
     data = root / "sdk" / "pace" / "data"
     files = [p for p in data.rglob("*") if p.is_file() and p.suffix in {".json", ".jsonl"}]
-    assert len(files) >= 6
+    assert len(files) >= 7
     for path in files:
         assert any(path.match(pattern) for pattern in patterns), path
         assert (path.parent / "__init__.py").is_file(), path.parent
