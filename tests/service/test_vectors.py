@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from typing import Any
 
 import numpy as np
@@ -216,14 +216,14 @@ def test_streamed_body_over_the_limit_is_refused_while_streaming(
     s = seed(application, n_concepts=1, hidden_size=8)
     chunk, n_chunks = 16 * 1024, 1000  # 16 MB if it were all read
     pulled = 0
-    sent: list[dict[str, Any]] = []
+    sent: list[MutableMapping[str, Any]] = []
 
     async def receive() -> dict[str, Any]:
         nonlocal pulled
         pulled += 1
         return {"type": "http.request", "body": b"\0" * chunk, "more_body": pulled < n_chunks}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: MutableMapping[str, Any]) -> None:
         sent.append(message)
 
     scope = {
