@@ -12,7 +12,6 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..errors import PayloadTooLarge
 from .errors import error_body
 
 __all__ = ["BodyLimitMiddleware"]
@@ -43,17 +42,36 @@ class BodyLimitMiddleware:
             await _send_413(send, limit)
             return
         seen = 0
+        rejected = False
+        started = False
 
         async def counting_receive() -> Message:
-            nonlocal seen
+            nonlocal seen, rejected
+            if rejected:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > limit:
-                    raise PayloadTooLarge(f"request body is over the {limit}-byte limit")
+                if seen > limit and not started:
+                    # answer now; the app sees a disconnect and its reply is dropped
+                    rejected = True
+                    await _send_413(send, limit)
+                    return {"type": "http.disconnect"}
             return message
 
-        await self.app(scope, counting_receive, send)
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if rejected:
+                return
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, guarded_send)
+        except Exception:
+            if not rejected:
+                raise
 
 
 async def _send_413(send: Send, limit: int) -> None:
