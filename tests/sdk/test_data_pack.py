@@ -83,7 +83,7 @@ def test_every_concept_has_ten_unique_short_stimuli_and_metadata() -> None:
         assert len(set(stimuli)) == len(stimuli), concept["name"]
         for text in stimuli:
             assert isinstance(text, str) and text == text.strip()
-            assert 5 <= len(text.split()) <= 30, (concept["name"], text)
+            assert 8 <= len(text.split()) <= 25, (concept["name"], text)
 
 
 def test_no_stimulus_is_shared_between_concepts() -> None:
