@@ -23,10 +23,11 @@ from typing import Any
 
 import numpy as np
 import psycopg
+from psycopg import sql
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ..copy import RowLayout, copy_in
+from ..copy import RowLayout, copy_in, copy_out
 from ..errors import (
     Conflict,
     DimensionMismatch,
@@ -197,17 +198,32 @@ def _check_concepts(session: Session, namespace_id: int, concept_ids: np.ndarray
 
 
 def _existing(
-    conn: psycopg.Connection[Any], model_id: int, recipe_id: int, batch: VectorBatch
-) -> list[tuple[int, int, np.ndarray[Any, Any]]]:
-    """Stored (layer, concept_id, vector) among the upload's keys."""
-    rows = conn.execute(
-        "SELECT a.layer, a.concept_id, a.vector FROM atoms a "
+    conn: psycopg.Connection[Any], model_id: int, recipe_id: int, batch: VectorBatch, dim: int
+) -> np.ndarray[Any, Any]:
+    """Stored rows among the upload's keys: a structured array (layer, concept_id, vector).
+
+    Two steps, so the common case (nothing stored yet) moves only integers: find the
+    keys, then binary-COPY the vectors of just those keys.
+    """
+    keys = conn.execute(
+        "SELECT a.layer, a.concept_id FROM atoms a "
         "JOIN unnest(%s::int[], %s::bigint[]) AS k(layer, concept_id) "
         "ON a.layer = k.layer AND a.concept_id = k.concept_id "
         "WHERE a.model_id = %s AND a.recipe_id = %s",
         (batch.layers.tolist(), batch.concept_ids.tolist(), model_id, recipe_id),
     ).fetchall()
-    return [(int(r[0]), int(r[1]), r[2].to_numpy()) for r in rows]
+    layout = RowLayout((("layer", "int4"), ("concept_id", "int8"), ("vector", "halfvec")), dim=dim)
+    if not keys:
+        return np.zeros(0, dtype=layout.dtype)
+    layers = "'{" + ",".join(str(int(k[0])) for k in keys) + "}'::int[]"
+    cids = "'{" + ",".join(str(int(k[1])) for k in keys) + "}'::bigint[]"
+    query = sql.SQL(
+        "SELECT a.layer, a.concept_id, a.vector FROM atoms a "
+        "JOIN unnest({}, {}) AS k(layer, concept_id) "
+        "ON a.layer = k.layer AND a.concept_id = k.concept_id "
+        "WHERE a.model_id = {} AND a.recipe_id = {}"
+    ).format(sql.SQL(layers), sql.SQL(cids), sql.Literal(model_id), sql.Literal(recipe_id))
+    return copy_out(conn, query, layout)
 
 
 def store_vectors(
@@ -223,24 +239,31 @@ def store_vectors(
     keep = np.ones(len(batch), dtype=bool)
     skipped = 0
     if len(batch):
-        existing = _existing(conn, model.id, recipe_id, batch)
-        if existing:
+        existing = _existing(conn, model.id, recipe_id, batch, model.hidden_size)
+        if len(existing):
             index = {
                 (int(layer), int(cid)): i
                 for i, (layer, cid) in enumerate(zip(batch.layers, batch.concept_ids, strict=True))
             }
-            for layer, cid, stored in existing:
-                i = index[(layer, cid)]
-                if not np.array_equal(
-                    stored.astype(np.float16).view(np.uint16), batch.vectors[i].view(np.uint16)
-                ):
-                    raise Conflict(
-                        f"concept {cid} at layer {layer} already has a different vector for "
-                        f"model {model.id} and recipe {recipe_id}; atoms are write-once",
-                        field=f"vectors.{i}",
-                    )
-                keep[i] = False
-                skipped += 1
+            rows_of = np.asarray(
+                [
+                    index[(int(la), int(c))]
+                    for la, c in zip(existing["layer"], existing["concept_id"], strict=True)
+                ],
+                dtype=np.int64,
+            )
+            stored = existing["vector"].astype(np.float16).view(np.uint16)
+            differs = np.flatnonzero((stored != batch.vectors[rows_of].view(np.uint16)).any(axis=1))
+            if len(differs):
+                i = int(rows_of[differs].min())
+                raise Conflict(
+                    f"concept {int(batch.concept_ids[i])} at layer {int(batch.layers[i])} "
+                    f"already has a different vector for model {model.id} and recipe "
+                    f"{recipe_id} ({len(differs)} such rows); atoms are write-once",
+                    field=f"vectors.{i}",
+                )
+            keep[rows_of] = False
+            skipped = len(rows_of)
     rows = np.flatnonzero(keep)
     if len(rows):
         sel = slice(None) if len(rows) == len(batch) else rows

@@ -1,0 +1,146 @@
+"""Nearest concepts at 40,000 x 4,096: latency (p50/p99) and recall@10 vs exact search.
+
+Atoms are activation-like (service_harness.activation_like: offset + outlier dims +
+clustered low-rank structure + noise), loaded with a raw binary COPY; the service's
+own index builder (``ensure_search_index``) then builds the binary-quantization HNSW
+index. Two query sets, 200 each:
+
+- ``near``: a stored atom plus heavy noise (an activation where a concept is present);
+- ``fresh``: new draws from the same distribution (no stored atom is close).
+
+Ground truth is exact cosine over the stored float16 values (NumPy). Timed per query:
+
+- ``http``: ``POST /v1/search/nearest`` over loopback (JSON with 4,096 floats);
+- ``db``: the same search through the store function in this process (no HTTP/JSON).
+
+The baseline in the same run is exact search (``exact: true``, a scan of all 40,000
+atoms), on a subset of the queries.
+
+Run: ``.venv/bin/python bench/service_nearest.py [--n 40000 --dim 4096 --queries 200]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+import numpy as np
+import psycopg
+from pace_service.copy import copy_in
+from pace_service.core.db import create_engine, create_session_factory
+from pace_service.store.search import NearestQuery, nearest
+from pace_service.store.search_index import ensure_search_index
+from pace_service.store.vectors import atom_layout
+from service_harness import activation_like, machine, seed_concepts, service_under_test
+
+
+def _pct(xs: list[float], q: float) -> float:
+    return float(np.quantile(np.asarray(xs), q) * 1e3)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=40_000)
+    parser.add_argument("--dim", type=int, default=4096)
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--exact-queries", type=int, default=10)
+    args = parser.parse_args()
+    print(f"machine: {machine()}")
+    t = time.perf_counter()
+    gen = activation_like(args.n, args.dim)
+    x16 = gen.x.astype(np.float16)
+    print(f"generated {args.n} x {args.dim} in {time.perf_counter() - t:.1f} s", flush=True)
+    xn = x16.astype(np.float32)
+    xn /= np.linalg.norm(xn, axis=1, keepdims=True)
+    sets = {"near": gen.near(args.queries), "fresh": gen.fresh(args.queries)}
+
+    with service_under_test() as sut, sut.client() as http:
+        model_id, recipe_id, ids, _ = seed_concepts(
+            sut, n=args.n, hidden_size=args.dim, hf_id="nearest"
+        )
+        cids = np.asarray(ids, np.int64)
+        layout = atom_layout(args.dim)
+        t = time.perf_counter()
+        with psycopg.connect(sut.libpq_url) as conn:
+            for s in range(0, args.n, 10_000):
+                e = min(args.n, s + 10_000)
+                stream = layout.encode(
+                    {
+                        "model_id": model_id,
+                        "layer": np.zeros(e - s, np.int32),
+                        "recipe_id": recipe_id,
+                        "concept_id": cids[s:e],
+                        "vector": x16[s:e],
+                    }
+                )
+                copy_in(conn, "atoms", layout, stream)
+            conn.commit()
+        print(f"loaded in {time.perf_counter() - t:.1f} s", flush=True)
+        with psycopg.connect(sut.libpq_url, autocommit=True) as conn:
+            conn.execute("VACUUM ANALYZE atoms")
+            t = time.perf_counter()
+            ensure_search_index(conn, model_id, 0, recipe_id, args.dim)
+            print(f"HNSW (binary quantized) index built in {time.perf_counter() - t:.1f} s")
+
+        engine = create_engine(sut.app_settings.database_url, pool_size=1)
+        factory = create_session_factory(engine)
+        ns_id = _namespace_id(sut.libpq_url)
+        for name, queries in sets.items():
+            q16 = queries.astype(np.float16).astype(np.float32)
+            sims = (q16 / np.linalg.norm(q16, axis=1, keepdims=True)) @ xn.T
+            truth = np.argsort(-sims, axis=1)[:, :10]
+            http_lat: list[float] = []
+            db_lat: list[float] = []
+            recall: list[float] = []
+            for i, q in enumerate(queries):
+                body = {"model_id": model_id, "layer": 0, "k": 10, "vector": q.tolist()}
+                t = time.perf_counter()
+                r = http.post("/v1/search/nearest", json=body)
+                http_lat.append(time.perf_counter() - t)
+                r.raise_for_status()
+                assert r.json()["exact"] is False
+                got = {int(x["concept_id"]) for x in r.json()["results"]}
+                want = {int(cids[j]) for j in truth[i]}
+                recall.append(len(got & want) / 10)
+                with factory() as session:
+                    t = time.perf_counter()
+                    nearest(session, ns_id, NearestQuery(model_id, 0, None, 10, q.tolist()))
+                    db_lat.append(time.perf_counter() - t)
+                    session.rollback()
+            exact_lat: list[float] = []
+            for i, q in enumerate(queries[: args.exact_queries]):
+                body = {
+                    "model_id": model_id,
+                    "layer": 0,
+                    "k": 10,
+                    "vector": q.tolist(),
+                    "exact": True,
+                }
+                t = time.perf_counter()
+                r = http.post("/v1/search/nearest", json=body)
+                exact_lat.append(time.perf_counter() - t)
+                got_list = [int(x["concept_id"]) for x in r.json()["results"]]
+                overlap = len(set(got_list) & {int(cids[j]) for j in truth[i]})
+                assert overlap >= 9, "exact search disagrees with NumPy"  # fp ties only
+            print(f"\n{name} queries ({len(queries)}), k = 10, pool/ef from store.search:")
+            print(f"  recall@10 vs exact : {np.mean(recall):.4f} (target >= 0.98)")
+            print(
+                f"  http  p50 / p99    : {_pct(http_lat, 0.5):.2f} / {_pct(http_lat, 0.99):.2f} ms"
+            )
+            print(f"  db    p50 / p99    : {_pct(db_lat, 0.5):.2f} / {_pct(db_lat, 0.99):.2f} ms")
+            print(
+                f"  exact (baseline)   : p50 {_pct(exact_lat, 0.5):.1f} ms "
+                f"-> index path is {_pct(exact_lat, 0.5) / _pct(http_lat, 0.5):.0f}x faster"
+            )
+        engine.dispose()
+
+
+def _namespace_id(libpq_url: str) -> int:
+    with psycopg.connect(libpq_url) as conn:
+        row: Any = conn.execute("SELECT id FROM namespaces WHERE name = 'bench'").fetchone()
+    return int(row[0])
+
+
+if __name__ == "__main__":
+    main()
