@@ -7,7 +7,10 @@ received, so that "the second pull downloads nothing" is measured, not assumed.
 
 from __future__ import annotations
 
+import contextlib
 import re
+import socket
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -444,3 +447,109 @@ def test_search_nearest_finds_the_uploaded_atom(sdk: Client, app: Any) -> None:
     )
     with pytest.raises(errors.ValidationError):
         sdk.search_nearest(world.model.id, 2, torch.randn(HIDDEN), k=0)
+
+
+class CuttingProxy:
+    """A TCP proxy on loopback that drops its first ``cuts`` connections after
+    ``cut_after`` body bytes from the server: a real mid-download network failure."""
+
+    def __init__(self, upstream_port: int, *, cut_after: int, cuts: int = 1) -> None:
+        self.upstream_port, self.cut_after, self.cuts_left = upstream_port, cut_after, cuts
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.connections = 0
+        self.threads: list[threading.Thread] = []
+        self._accepting = threading.Thread(target=self._accept, daemon=True)
+        self._accepting.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                downstream, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            limit = None
+            if self.cuts_left > 0:
+                self.cuts_left -= 1
+                limit = self.cut_after
+            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+            for src, dst, budget in ((downstream, upstream, None), (upstream, downstream, limit)):
+                t = threading.Thread(target=self._pump, args=(src, dst, budget), daemon=True)
+                t.start()
+                self.threads.append(t)
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket, body_budget: int | None) -> None:
+        """Copy src to dst; with a budget, stop after that many bytes past the headers."""
+        head = b""
+        limit: int | None = None  # bytes still allowed once the header end is known
+        try:
+            while True:
+                chunk = src.recv(65536)
+                if not chunk:
+                    break
+                if body_budget is not None:
+                    if limit is None:
+                        head += chunk
+                        end = head.find(b"\r\n\r\n")
+                        if end < 0:
+                            dst.sendall(chunk)
+                            continue
+                        limit = end + 4 + body_budget - (len(head) - len(chunk))
+                    chunk = chunk[: max(limit, 0)]
+                    limit -= len(chunk)
+                dst.sendall(chunk)
+                if limit == 0:
+                    break
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+                s.close()
+
+    def close(self) -> None:
+        self.listener.close()
+        self._accepting.join(timeout=5)
+        for t in self.threads:
+            t.join(timeout=5)
+
+
+def test_a_download_cut_by_the_network_is_retried_without_corrupting_the_cache(
+    sdk: Client, app: Any, live_service: tuple[str, str], tmp_path: Path
+) -> None:
+    world = build_world(sdk, app)
+    upload_world(sdk, app, world)
+    require(app, "/v1/dictionaries", "/v1/dictionaries/{}")
+    h = sdk.materialize_dictionary(
+        world.version_id, world.model.id, list(LAYERS), world.recipe.id, world.partition_id
+    )
+    whole = sdk.pull_dictionary_by_hash(h)  # through the direct connection
+    size = sdk.cache.blob_path(h).stat().st_size
+    base, key = live_service
+    port = int(base.rsplit(":", 1)[1])
+    cache_dir = tmp_path / "proxied"
+    blobs = cache_dir / "dictionaries" / "blobs"
+    proxy = CuttingProxy(port, cut_after=size // 2, cuts=1)
+    try:
+        url = f"http://127.0.0.1:{proxy.port}"
+        with Client(url, key, cache_dir=cache_dir, retries=0) as fragile:
+            with pytest.raises(errors.TransportError) as cut:
+                fragile.pull_dictionary_by_hash(h)
+            assert "complete message body" in str(cut.value.__cause__)
+            assert fragile.cache.get(h) is None
+        assert list(blobs.glob("*")) == []  # no blob, no temp file
+        sleeps: list[float] = []
+        policy = RetryPolicy(retries=2, backoff_base=0.01, sleep=sleeps.append)
+        proxy.cuts_left = 1  # the next connection is cut too, then the retry gets through
+        with Client(url, key, cache_dir=cache_dir, retries=policy) as sturdy:
+            d = sturdy.pull_dictionary_by_hash(h)
+        assert len(sleeps) == 1 and proxy.connections == 3
+    finally:
+        proxy.close()
+    assert (blobs / f"{h}.safetensors").read_bytes() == sdk.cache.blob_path(h).read_bytes()
+    assert [p.name for p in blobs.glob("*")] == [f"{h}.safetensors"]
+    for layer in LAYERS:
+        assert torch.equal(d.atoms[layer], whole.atoms[layer])
