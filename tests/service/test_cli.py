@@ -12,6 +12,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -103,20 +104,12 @@ def test_serve_embedded_bootstraps_and_survives_restart(data_dir: Path) -> None:
     assert not (data_dir / "pgdata" / "postmaster.pid").exists()
 
 
-def test_keys_create_prints_a_working_key(data_dir: Path) -> None:
+def test_keys_create_prints_a_working_key(database_url: str, data_dir: Path, client: Any) -> None:
+    env = {**_env(data_dir), "DATABASE_URL": database_url}
+    command = [sys.executable, "-m", "pace_service", "keys", "create", "--namespace", "ops"]
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pace_service",
-            "keys",
-            "create",
-            "--namespace",
-            "ops",
-            "--role",
-            "read",
-        ],
-        env=_env(data_dir),
+        [*command, "--role", "read"],
+        env=env,
         capture_output=True,
         text=True,
         timeout=120,
@@ -124,21 +117,11 @@ def test_keys_create_prints_a_working_key(data_dir: Path) -> None:
     )
     key = result.stdout.strip()
     assert key.startswith("pace_") and len(key) > 40
+    me = client.get("/v1/me", headers={"Authorization": f"Bearer {key}"})
+    assert me.json() == {"namespace": "ops", "role": "read"}
+    # the first run against this database also bootstrapped namespace "default"
+    assert (data_dir / "api-key").exists()
     bad = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pace_service",
-            "keys",
-            "create",
-            "--namespace",
-            "ops",
-            "--role",
-            "root",
-        ],
-        env=_env(data_dir),
-        capture_output=True,
-        text=True,
-        timeout=120,
+        [*command, "--role", "root"], env=env, capture_output=True, text=True, timeout=120
     )
     assert bad.returncode == 2 and "invalid choice" in bad.stderr
