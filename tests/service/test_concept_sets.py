@@ -273,3 +273,43 @@ def test_cannot_add_private_concepts_of_another_namespace(
     v = _draft(client, other, s["id"])
     response = _add(client, other, v["id"], [secret])
     assert response.status_code == 404 and error_of(response)["field"] == "concept_ids"
+
+
+def test_published_member_keeps_its_name_but_metadata_is_editable(
+    client: Any, write_key: str, published: dict[str, Any]
+) -> None:
+    url = f"/v1/concepts/{published['a']}"
+    rename = client.patch(url, json={"name": "renamed"}, headers=auth(write_key))
+    assert rename.status_code == 409
+    assert error_of(rename)["code"] == "immutable" and error_of(rename)["field"] == "name"
+    retag = client.patch(url, json={"tags": ["t"], "description": "d"}, headers=auth(write_key))
+    assert retag.status_code == 200 and retag.json()["tags"] == ["t"]
+    draft_only = _concept(client, write_key, "draft-only", [])
+    s = _set(client, write_key, "drafts")
+    v = _draft(client, write_key, s["id"])
+    _add(client, write_key, v["id"], [draft_only])
+    ok = client.patch(
+        f"/v1/concepts/{draft_only}", json={"name": "renamed"}, headers=auth(write_key)
+    )
+    assert ok.status_code == 200 and ok.json()["name"] == "renamed"
+
+
+def test_list_concepts_of_a_public_version_from_another_namespace(
+    client: Any, write_key: str, make_key: Any, published: dict[str, Any]
+) -> None:
+    vid = published["v1"]["id"]
+    other = make_key("team-b", "read")
+    hidden = client.get(f"/v1/concepts?concept_set_version_id={vid}", headers=auth(other))
+    assert hidden.status_code == 404
+    assert error_of(hidden)["field"] == "concept_set_version_id"
+    client.patch(
+        f"/v1/concept-sets/{published['set']['id']}",
+        json={"public": True},
+        headers=auth(write_key),
+    )
+    listed = client.get(f"/v1/concepts?concept_set_version_id={vid}", headers=auth(other)).json()
+    assert [(c["name"], c["namespace"]) for c in listed["items"]] == [
+        ("a", "team-a"),
+        ("b", "team-a"),
+    ]
+    assert [c["n_stimuli"] for c in listed["items"]] == [2, 1]

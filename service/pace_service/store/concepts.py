@@ -33,7 +33,7 @@ from ..schemas.concepts import (
     StimulusIn,
     StimulusPublic,
 )
-from .access import readable_concept
+from .access import readable_concept, readable_version
 
 __all__ = [
     "bulk_create_concepts",
@@ -219,12 +219,28 @@ def _owned_concept(session: Session, namespace_id: int, concept_id: int) -> Conc
     return concept
 
 
+def _published_version_holding(session: Session, concept_id: int) -> int | None:
+    return session.scalar(
+        select(ConceptSetVersion.id)
+        .join(VersionConcept, VersionConcept.version_id == ConceptSetVersion.id)
+        .where(VersionConcept.concept_id == concept_id, ConceptSetVersion.status == "published")
+        .limit(1)
+    )
+
+
 def update_concept(
     session: Session, namespace_id: int, concept_id: int, data: ConceptUpdate
 ) -> Concept:
     """Apply a partial update: rename, describe, retag, add or retire stimuli."""
     concept = _owned_concept(session, namespace_id, concept_id)
     if data.name is not None and data.name != concept.name:
+        published = _published_version_holding(session, concept.id)
+        if published is not None:
+            raise Immutable(
+                f"concept {concept_id} is a member of published version {published}, "
+                "which names it; create a new concept instead",
+                field="name",
+            )
         _check_name_free(session, namespace_id, data.name, "name")
         concept.name = data.name
     if data.description is not None:
@@ -261,12 +277,7 @@ def update_concept(
 def delete_concept(session: Session, namespace_id: int, concept_id: int) -> None:
     """Delete a concept unless a published version holds it (409 ``immutable``)."""
     concept = _owned_concept(session, namespace_id, concept_id)
-    published = session.scalar(
-        select(ConceptSetVersion.id)
-        .join(VersionConcept, VersionConcept.version_id == ConceptSetVersion.id)
-        .where(VersionConcept.concept_id == concept.id, ConceptSetVersion.status == "published")
-        .limit(1)
-    )
+    published = _published_version_holding(session, concept.id)
     if published is not None:
         raise Immutable(
             f"concept {concept_id} is a member of published version {published}; "
@@ -282,11 +293,23 @@ def list_concepts(
     *,
     name: str | None,
     tag: str | None,
+    version_id: int | None = None,
     limit: int,
     offset: int,
 ) -> tuple[list[ConceptSummary], int]:
-    """The namespace's concepts (filtered by exact ``name`` and ``tag``) and the total."""
-    query = select(Concept).where(Concept.namespace_id == namespace_id)
+    """Concepts (filtered by exact ``name`` and ``tag``) and the total.
+
+    Without ``version_id``: the namespace's own concepts. With it: the members of that
+    readable concept-set version, whatever their namespace.
+    """
+    if version_id is None:
+        query = select(Concept).where(Concept.namespace_id == namespace_id)
+    else:
+        readable_version(session, namespace_id, version_id, field="concept_set_version_id")
+        query = select(Concept).join(
+            VersionConcept,
+            (VersionConcept.concept_id == Concept.id) & (VersionConcept.version_id == version_id),
+        )
     if name is not None:
         query = query.where(Concept.name == name)
     if tag is not None:
@@ -300,11 +323,13 @@ def list_concepts(
             .group_by(Stimulus.concept_id)
         ).all()
     )
-    namespace = _namespace_name(session, namespace_id)
+    namespaces = {
+        ns_id: _namespace_name(session, ns_id) for ns_id in {c.namespace_id for c in concepts}
+    }
     items = [
         ConceptSummary(
             id=c.id,
-            namespace=namespace,
+            namespace=namespaces[c.namespace_id],
             name=c.name,
             description=c.description,
             tags=list(c.tags),

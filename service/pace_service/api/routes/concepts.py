@@ -57,10 +57,21 @@ def list_concepts(
     page: PageDep,
     name: str | None = None,
     tag: str | None = None,
+    concept_set_version_id: int | None = None,
 ) -> ConceptsPublic:
-    """The namespace's concepts, filtered by exact ``name`` and by ``tag``."""
+    """The namespace's concepts, filtered by exact ``name`` and by ``tag``.
+
+    With ``concept_set_version_id``: the members of that readable version instead
+    (from any namespace), e.g. to name the concepts of a public set.
+    """
     items, total = store.list_concepts(
-        session, principal.namespace_id, name=name, tag=tag, limit=page.limit, offset=page.offset
+        session,
+        principal.namespace_id,
+        name=name,
+        tag=tag,
+        version_id=concept_set_version_id,
+        limit=page.limit,
+        offset=page.offset,
     )
     return ConceptsPublic(items=items, total=total, limit=page.limit, offset=page.offset)
 
