@@ -183,7 +183,6 @@ class Client:
         try:
             response.read()
         except httpx.TransportError as exc:
-            response.close()
             raise transport_error(exc) from exc
         finally:
             response.close()
