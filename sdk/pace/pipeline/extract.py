@@ -272,6 +272,8 @@ class Extractor:
 
             return hook
 
+        was_training = self.model.training
+        self.model.eval()  # dropout would make atoms random
         handles = [blk.register_forward_hook(make_hook(lyr)) for lyr, blk in self._blocks.items()]
         try:
             with torch.inference_mode():
@@ -286,6 +288,7 @@ class Extractor:
         finally:
             for handle in handles:
                 handle.remove()
+            self.model.train(was_training)
         missing = [layer for layer in self.layers if layer not in captured]
         if missing:
             raise PipelineError(f"the forward pass never reached decoder blocks {missing}")
@@ -374,8 +377,15 @@ class Extractor:
             total = len(concepts)
         seen: set[str] = set()
         iterator = iter(concepts)
+        # Progress moves by fractions of a concept per batch (smooth ETA); show it rounded.
+        fmt = "{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total_fmt} [{elapsed}<{remaining}]"
         with tqdm(
-            total=total, unit="concept", desc="extracting", disable=not progress, smoothing=0.1
+            total=total,
+            unit="concept",
+            desc="extracting",
+            disable=not progress,
+            smoothing=0.1,
+            bar_format=fmt if total else "{desc}: {n:.0f} concepts [{elapsed}, {rate_fmt}]",
         ) as bar:
             while True:
                 chunk = list(islice(iterator, chunk_size))

@@ -199,3 +199,17 @@ def test_smollm2_batched_equals_one_at_a_time(smollm2: tuple[Any, Any], side: st
         assert float(rel.max()) < 1e-4, (layer, rel)
     # distinct stimuli give distinct atoms (a broken gather would repeat one row)
     assert float(torch.cdist(va[15], va[15]).triu(1).max()) > 1.0
+
+
+def test_progress_bar_and_eval_mode(capsys: pytest.CaptureFixture[str]) -> None:
+    model, tok = tiny_model("gpt2"), char_tokenizer()
+    model.train()
+    ex = Extractor(model, tok, layers=[1], batch_size=2)
+    records = [concept(f"c{i}", TEXTS[i : i + 3]) for i in range(4)]
+    a = [c.vectors[1] for c in ex.iter_chunks(records, chunk_size=2, progress=True)]
+    b = [c.vectors[1] for c in ex.iter_chunks(records, chunk_size=2, progress=False)]
+    # dropout is off during extraction (same atoms twice) and the mode is restored
+    torch.testing.assert_close(torch.cat(a), torch.cat(b))
+    assert model.training
+    err = capsys.readouterr().err
+    assert "extracting: 100%" in err and "4/4" in err
