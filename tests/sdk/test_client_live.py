@@ -363,6 +363,17 @@ def test_upload_is_idempotent_and_conflicts_are_typed(sdk: Client, app: Any) -> 
     nan[0, 3] = float("nan")
     with pytest.raises(errors.NonFiniteError):
         sdk.upload_vectors(model_id, recipe_id, nan, world.concept_ids[:1], 3)
+    raw = {
+        "params": {"recipe_id": recipe_id},
+        "headers": {"Content-Type": "application/octet-stream"},
+    }
+    path = f"/v1/models/{model_id}/vectors"
+    with pytest.raises(errors.BadRequestError) as empty:
+        sdk.request_json("POST", path, content=b"", **raw)
+    assert empty.value.code == "empty_body"
+    with pytest.raises(errors.BadRequestError) as garbage:
+        sdk.request_json("POST", path, content=b"definitely not safetensors", **raw)
+    assert garbage.value.code == "malformed_safetensors"
     # Uploads split into many requests add up like one.
     sdk.max_upload_bytes = 3 * (HIDDEN * 4 + 16)
     split = sdk.upload_vectors(model_id, recipe_id, torch.randn(5, HIDDEN), world.concept_ids, 0)
