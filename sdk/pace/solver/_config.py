@@ -25,10 +25,10 @@ class ElasticNetConfig:
     """KKT tolerance: an atom off the support may have ``|D_j (y - D^T c)| <= alpha*tau + tol``."""
     max_iter: int = 50
     """Most outer rounds (solve on the working set, check KKT on all atoms, grow)."""
-    screen_size: int = 64
+    screen_size: int = 32
     """Atoms in the first working set: those most correlated with ``y``."""
-    max_pdas_iter: int = 25
-    """Most primal-dual active-set steps per working-set solve before the safe fallback."""
+    max_pdas_iter: int = 4
+    """Most primal-dual active-set steps per working-set solve before the homotopy takes over."""
     fallback_iter: int = 20_000
     """Most proximal-gradient steps in the (rare) fallback for a working-set solve."""
     gram_max_n: int = 4096

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import torch
 
+from pace.solver._homotopy import homotopy
+
 __all__ = ["pdas", "solve_working_set"]
 
 
@@ -79,27 +81,22 @@ def _prox_gradient(
     tol: float,
 ) -> torch.Tensor:
     """FISTA with adaptive restart on the small problem, until its KKT gap is below ``tol``."""
-    # Step 1/L with L = the largest eigenvalue of H (power-free: Gershgorin bound is cheap
-    # and safe, the spectral norm is tighter).
     lip = torch.linalg.matrix_norm(h, ord=2).clamp_min(1e-12).unsqueeze(-1)
     x = c.clone()
     z = c.clone()
-    t = 1.0
+    t = torch.ones_like(lip)
     zero = torch.zeros((), dtype=c.dtype, device=c.device)
     for it in range(max_iter):
         grad = (h @ z.unsqueeze(-1)).squeeze(-1) - b
         v = z - grad / lip
         x_new = torch.sign(v) * (v.abs() - l1 / lip).clamp_min(0.0)
         x_new = torch.where(valid, x_new, zero)
-        t_new = (1.0 + (1.0 + 4.0 * t * t) ** 0.5) / 2.0
-        momentum = (t - 1.0) / t_new
-        # Restart the momentum when it points uphill (O'Donoghue & Candes).
+        t_new = (1.0 + (1.0 + 4.0 * t * t).sqrt()) / 2.0
+        # Restart the momentum of a row when it points uphill (O'Donoghue & Candes).
         uphill = ((z - x_new) * (x_new - x)).sum(-1, keepdim=True) > 0
-        z = torch.where(uphill, x_new, x_new + momentum * (x_new - x))
-        if bool(uphill.any()):
-            t_new = 1.0
-        x, t = x_new, t_new
-        if it % 50 == 49 and float(_gap(h, b, l1, x, valid).max()) <= tol:
+        z = torch.where(uphill, x_new, x_new + (t - 1.0) / t_new * (x_new - x))
+        x, t = x_new, torch.where(uphill, torch.ones_like(t_new), t_new)
+        if it % 100 == 99 and float(_gap(h, b, l1, x, valid).max()) <= tol:
             break
     return x
 
@@ -139,9 +136,15 @@ def solve_working_set(
         return c
     bad = ~converged
     hb, bb, vb = h[bad], b[bad], valid[bad]
-    approx = _prox_gradient(hb, bb, l1, c[bad] * 0, vb, fallback_iter, tol * 0.1)
-    polished, ok = pdas(hb, bb, l1, approx, vb, max_pdas_iter)
-    # PDAS from a near-optimal start settles at once; if it still cycles, keep the
-    # proximal-gradient answer, whose KKT gap is below tol.
-    c[bad] = torch.where(ok.unsqueeze(-1), polished, approx)
+    path, finished = homotopy(hb, bb, l1, vb, max_steps=8 * b.shape[1] + 16)
+    if not bool(finished.all()):
+        # Degenerate paths (ties, rounding) are rare; proximal gradient always converges.
+        slow = ~finished
+        path[slow] = _prox_gradient(
+            hb[slow], bb[slow], l1, path[slow] * 0, vb[slow], fallback_iter, tol
+        )
+    # PDAS from (near) the optimum settles in a step and certifies it; if it does not,
+    # the path's own answer stands.
+    polished, ok = pdas(hb, bb, l1, path, vb, 3)
+    c[bad] = torch.where(ok.unsqueeze(-1), polished, path)
     return c
