@@ -58,8 +58,8 @@ def main() -> None:
                 ),
             )
             conn.commit()
+            conn.autocommit = True
             conn.execute("VACUUM ANALYZE atoms")
-            conn.commit()
 
         t = time.perf_counter()
         resp = http.post(

@@ -29,7 +29,7 @@ _ = (pgvector.sqlalchemy, sa)
 
 # Kept in step with pace_service.store.search_index (a migration must not import the app).
 _PREFIX = "ix_atoms_bq_"
-_M, _EF_CONSTRUCTION = 16, 64
+_M, _EF_CONSTRUCTION = 24, 128
 
 
 def upgrade() -> None:

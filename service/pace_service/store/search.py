@@ -23,14 +23,14 @@ from sqlalchemy.orm import Session
 
 from ..errors import DimensionMismatch, NonFinite, NotFound, ValidationFailed
 from ..models import Partition
-from . import models as model_store
 from .access import owned_task, readable_partition, readable_version
-from .search_index import quantized_expr, search_index_ready
+from .search_index import quantized_expr
 from .vectors import FLOAT16_MAX, driver_connection
 
 __all__ = [
     "MIN_POOL",
     "POOL_PER_K",
+    "SHORT_CODE_BITS",
     "NearestQuery",
     "Neighbor",
     "nearest",
@@ -41,6 +41,8 @@ MIN_POOL = 64
 """Smallest candidate pool re-ranked exactly."""
 POOL_PER_K = 4
 """The pool grows with k: ``max(MIN_POOL, POOL_PER_K * k)`` (at most 1,000)."""
+SHORT_CODE_BITS = 2048
+"""Below this many dimensions the pool is widened (see :func:`pool_size`)."""
 _MAX_EF = 1000  # pgvector's hnsw.ef_search limit
 
 
@@ -69,9 +71,14 @@ class Neighbor:
     label: str | None
 
 
-def pool_size(k: int) -> int:
-    """How many Hamming candidates are re-ranked for a top-``k`` query."""
-    return min(1000, max(MIN_POOL, POOL_PER_K * k))
+def pool_size(k: int, dim: int = 4096) -> int:
+    """How many Hamming candidates are re-ranked for a top-``k`` query at ``dim``.
+
+    A d-dimensional atom quantizes to d bits; below 2,048 dimensions the codes say less,
+    so the pool grows in proportion (re-ranking small vectors is cheap).
+    """
+    widen = max(1, -(-SHORT_CODE_BITS // max(1, dim)))
+    return min(1000, max(MIN_POOL, POOL_PER_K * k) * widen)
 
 
 def _check_vector(vector: list[float], hidden_size: int) -> np.ndarray[Any, Any]:
@@ -91,29 +98,6 @@ def _check_vector(vector: list[float], hidden_size: int) -> np.ndarray[Any, Any]
     if not np.any(half):
         raise ValidationFailed("vector is zero: cosine similarity is undefined", field="vector")
     return half
-
-
-def _resolve_recipe(conn: Any, model_id: int, layer: int, recipe_id: int | None) -> int:
-    if recipe_id is not None:
-        return recipe_id
-    first = conn.execute(
-        "SELECT recipe_id FROM atoms WHERE model_id = %s AND layer = %s ORDER BY recipe_id LIMIT 1",
-        (model_id, layer),
-    ).fetchone()
-    if first is None:
-        raise NotFound(f"model {model_id} has no atoms at layer {layer}", field="layer")
-    second = conn.execute(
-        "SELECT recipe_id FROM atoms WHERE model_id = %s AND layer = %s AND recipe_id > %s "
-        "ORDER BY recipe_id LIMIT 1",
-        (model_id, layer, first[0]),
-    ).fetchone()
-    if second is not None:
-        raise ValidationFailed(
-            f"layer {layer} of model {model_id} has atoms of several recipes "
-            f"({first[0]}, {second[0]}, ...): name one",
-            field="recipe_id",
-        )
-    return int(first[0])
 
 
 def _labels_partition(
@@ -162,24 +146,58 @@ def _readable(namespace_id: int) -> sql.Composed:
     ).format(sql.Literal(namespace_id))
 
 
+_CONTEXT = """
+WITH r AS (
+    SELECT COALESCE(
+        %(recipe)s::bigint,
+        (SELECT recipe_id FROM atoms WHERE model_id = %(model)s AND layer = %(layer)s
+         ORDER BY recipe_id LIMIT 1)
+    ) AS id
+)
+SELECT m.hidden_size, m.num_layers, r.id,
+    (SELECT recipe_id FROM atoms WHERE model_id = %(model)s AND layer = %(layer)s
+     AND recipe_id > r.id ORDER BY recipe_id LIMIT 1),
+    EXISTS (SELECT 1 FROM recipes WHERE id = r.id),
+    COALESCE((SELECT i.indisvalid FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid
+              WHERE c.relname = format('ix_atoms_bq_m%%s_l%%s_r%%s', m.id, %(layer)s, r.id)),
+             false)
+FROM r LEFT JOIN models m ON m.id = %(model)s
+"""
+"""One round trip: the model, the recipe (given or the layer's only one), and whether
+the layer's index is valid."""
+
+
 def nearest(session: Session, namespace_id: int, q: NearestQuery) -> tuple[list[Neighbor], bool]:
     """The ``k`` nearest readable concepts, and whether the search was exact."""
-    model = model_store.get_model(session, q.model_id)
-    if q.layer >= model.num_layers:
-        raise ValidationFailed(
-            f"layer {q.layer} is outside [0, {model.num_layers}) for this model", field="layer"
-        )
-    half = _check_vector(q.vector, model.hidden_size)
     conn = driver_connection(session)
-    recipe_id = _resolve_recipe(conn, model.id, q.layer, q.recipe_id)
-    if q.recipe_id is not None:
-        model_store.get_recipe(session, recipe_id)
+    ctx = conn.execute(
+        _CONTEXT, {"recipe": q.recipe_id, "model": q.model_id, "layer": q.layer}
+    ).fetchone()
+    assert ctx is not None
+    hidden_size, num_layers, recipe_id, other_recipe, recipe_exists, ready = ctx[:6]
+    if hidden_size is None:
+        raise NotFound(f"model {q.model_id} not found", field="model_id")
+    if q.layer >= num_layers:
+        raise ValidationFailed(
+            f"layer {q.layer} is outside [0, {num_layers}) for this model", field="layer"
+        )
+    half = _check_vector(q.vector, hidden_size)
+    if q.recipe_id is not None and not recipe_exists:
+        raise NotFound(f"recipe {q.recipe_id} not found", field="recipe_id")
+    if recipe_id is None:
+        raise NotFound(f"model {q.model_id} has no atoms at layer {q.layer}", field="layer")
+    if q.recipe_id is None and other_recipe is not None:
+        raise ValidationFailed(
+            f"layer {q.layer} of model {q.model_id} has atoms of several recipes "
+            f"({recipe_id}, {other_recipe}, ...): name one",
+            field="recipe_id",
+        )
     version_id, partition_id = _labels_partition(session, namespace_id, q)
 
     def scope(alias: str) -> sql.Composed:
         a = sql.Identifier(alias)
         clause = sql.SQL("{a}.model_id = {} AND {a}.layer = {} AND {a}.recipe_id = {}").format(
-            sql.Literal(model.id), sql.Literal(q.layer), sql.Literal(recipe_id), a=a
+            sql.Literal(q.model_id), sql.Literal(q.layer), sql.Literal(recipe_id), a=a
         )
         if version_id is None:
             return clause
@@ -200,14 +218,8 @@ def nearest(session: Session, namespace_id: int, q: NearestQuery) -> tuple[list[
         label_join, label_col = sql.SQL(""), sql.SQL("NULL::text")
     params = {"q": HalfVector(half)}
 
-    use_index = not q.exact and search_index_ready(conn, model.id, q.layer, recipe_id)
-    if use_index:
-        pool = pool_size(q.k)
-        conn.execute(
-            sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(min(_MAX_EF, 2 * pool)))
-        )
-        if version_id is not None:
-            conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+    if not q.exact and ready:
+        pool = pool_size(q.k, hidden_size)
         query = sql.SQL(
             "WITH x AS MATERIALIZED (SELECT a.concept_id, a.vector FROM atoms a WHERE {where} "
             "ORDER BY {qa} <~> {qq} LIMIT {pool}) "
@@ -216,17 +228,25 @@ def nearest(session: Session, namespace_id: int, q: NearestQuery) -> tuple[list[
             "WHERE {readable} ORDER BY dist LIMIT {k}"
         ).format(
             where=scope("a"),
-            qa=quantized_expr(model.hidden_size, sql.SQL("a.vector")),
-            qq=quantized_expr(model.hidden_size, sql.SQL("%(q)s::halfvec")),
+            qa=quantized_expr(hidden_size, sql.SQL("a.vector")),
+            qq=quantized_expr(hidden_size, sql.SQL("%(q)s::halfvec")),
             pool=sql.Literal(pool),
             label=label_col,
             label_join=label_join,
             readable=readable,
             k=sql.Literal(q.k),
         )
-        rows = conn.execute(query, params).fetchall()
-        # Unreadable atoms can crowd the pool out; never answer with fewer than k then.
-        if len(rows) == q.k or version_id is not None:
+        pool_settings = "SELECT set_config('hnsw.ef_search', %s, true), " + (
+            "set_config('hnsw.iterative_scan', %s, true)"
+        )
+        iterative = "relaxed_order" if version_id is not None else "off"
+        with conn.pipeline():  # the settings and the search in one round trip
+            conn.execute(pool_settings, (str(min(_MAX_EF, 2 * pool)), iterative))
+            cursor = conn.execute(query, params)
+        rows = cursor.fetchall()
+        # Unreadable atoms can crowd the pool out (or a small concept set run past the
+        # iterative scan's budget): never answer with fewer than k then.
+        if len(rows) == q.k:
             return [_neighbor(r) for r in rows], False
     query = sql.SQL(
         "SELECT x.concept_id, c.name, x.vector <=> %(q)s AS dist, {label} "

@@ -37,8 +37,11 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
-HNSW_M = 16
-HNSW_EF_CONSTRUCTION = 64
+HNSW_M = 24
+HNSW_EF_CONSTRUCTION = 128
+"""Graph parameters. On activation-like data (40,000 x 4,096) m=16/ef_construction=64
+gave recall@10 0.979 for queries far from any atom, m=24/128 gave 0.996 (pool 64,
+ef_search 128), for a 2.3x longer build; the build runs in the background."""
 _LOCK_CLASS = 0x5041  # "PA": advisory-lock namespace for index builds
 
 
