@@ -231,3 +231,44 @@ def test_recipe_is_required_when_a_layer_has_several(client: Any, app: Any, writ
     r = _search(client, write_key, **body)
     assert (r.status_code, error_of(r)["field"]) == (422, "recipe_id")
     assert _search(client, write_key, **body, recipe_id=other_recipe).status_code == 200
+
+
+def test_migration_0002_indexes_stored_groups_and_its_downgrade_drops_them(pg_server: Any) -> None:
+    from pace_service.migrate import downgrade, upgrade
+
+    url = pg_server.ensure_database("search_index_migration")
+    upgrade(url, "0001")
+    libpq = pg_server.libpq_url("search_index_migration")
+    vec = "[" + ",".join(["0.5", "-0.25"] * 2048) + "]"
+    with psycopg.connect(libpq) as conn:
+        conn.execute("INSERT INTO namespaces (name) VALUES ('n')")
+        conn.execute("INSERT INTO concepts (namespace_id, name) VALUES (1, 'c')")
+        conn.execute(
+            "INSERT INTO recipes (token_position, reduction, prompt_template, code_version, "
+            "content_hash) VALUES ('last', 'mean', '{stimulus}', 'v', 'h')"
+        )
+        conn.execute(
+            "INSERT INTO models (hf_id, revision, hidden_size, num_layers, architecture) "
+            "VALUES ('m', 'main', 4096, 8, 'x')"
+        )
+        conn.execute(
+            "INSERT INTO atoms (model_id, layer, recipe_id, concept_id, vector) "
+            "VALUES (1, 5, 1, 1, %s::halfvec)",
+            (vec,),
+        )
+
+    def indexes() -> list[tuple[str, bool]]:
+        with psycopg.connect(libpq) as conn:
+            rows = conn.execute(
+                "SELECT c.relname, i.indisvalid FROM pg_class c JOIN pg_index i "
+                "ON i.indexrelid = c.oid WHERE c.relname LIKE 'ix_atoms_bq_%'"
+            ).fetchall()
+        return [(str(r[0]), bool(r[1])) for r in rows]
+
+    upgrade(url)
+    assert indexes() == [("ix_atoms_bq_m1_l5_r1", True)]
+    downgrade(url, "0001")
+    assert indexes() == []
+    upgrade(url)
+    assert indexes() == [("ix_atoms_bq_m1_l5_r1", True)]
+    downgrade(url, "base")
