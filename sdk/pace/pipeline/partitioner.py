@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from pace.pipeline._parallel import map_ordered
 from pace.pipeline._schema import schema_errors
 from pace.pipeline.errors import LLMError
-from pace.pipeline.llm import LLMClient
+from pace.pipeline.llm import JsonAnswer, LLMClient
 from pace.pipeline.partition import ConceptLabel, Partition
 from pace.pipeline.records import ConceptRecord
 
@@ -88,11 +89,14 @@ def partition_with_llm(
     batch_size: int = 40,
     max_rounds: int = 3,
     temperature: float = 0.0,
+    max_workers: int = 1,
+    on_progress: Callable[[int], None] | None = None,
 ) -> Partition:
     """Label every concept for ``task``; see the module docstring.
 
     Each retry round halves the batch size (a long list is the usual reason an LLM skips
-    items). ``llm``'s own retries cover transport errors and invalid JSON.
+    items). ``llm``'s own retries cover transport errors and invalid JSON. ``max_workers``
+    > 1 sends that many requests at once; ``on_progress(k)`` reports newly labelled ones.
     """
     if not task.strip():
         raise ValueError("the task description is empty")
@@ -111,17 +115,23 @@ def partition_with_llm(
     for _ in range(max_rounds):
         if not pending:
             break
-        for start in range(0, len(pending), size):
-            batch = pending[start : start + size]
-            requests += 1
+        batches = [pending[i : i + size] for i in range(0, len(pending), size)]
+
+        def ask(batch: Sequence[ConceptRecord]) -> JsonAnswer | LLMError:
             try:
-                answer = llm.chat_json(
+                return llm.chat_json(
                     build_prompt(task, batch), schema=ANSWER_SCHEMA, temperature=temperature
                 )
             except LLMError as exc:
-                issues.append(f"batch of {len(batch)} ({batch[0].name!r}...): {exc}")
+                return exc
+
+        for batch, answer in zip(batches, map_ordered(ask, batches, max_workers), strict=True):
+            requests += 1
+            if isinstance(answer, LLMError):
+                issues.append(f"batch of {len(batch)} ({batch[0].name!r}...): {answer}")
                 continue
             wanted = {r.name for r in batch}
+            before = len(got)
             for i, item in enumerate(answer.data["labels"]):
                 errs = schema_errors(item, LABEL_SCHEMA, f"labels[{i}]")
                 if errs:
@@ -138,6 +148,8 @@ def partition_with_llm(
                     name, item["label"], float(item["score"]),
                     item["rationale"].strip(), "llm", labeler,
                 )  # fmt: skip
+            if on_progress is not None:
+                on_progress(len(got) - before)
         pending = [r for r in pending if r.name not in got]
         size = max(1, size // 2)
     provenance = {

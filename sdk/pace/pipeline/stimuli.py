@@ -26,7 +26,7 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,6 +35,7 @@ from typing import Any
 import platformdirs
 
 from pace.pipeline._cache import JsonCache, content_key
+from pace.pipeline._parallel import map_ordered
 from pace.pipeline.errors import LLMError
 from pace.pipeline.llm import LLMClient
 from pace.pipeline.records import ConceptRecord, Stimulus, normalize_text
@@ -172,12 +173,17 @@ def generate_stimuli(
     relevance_check: bool = True,
     max_rounds: int = 2,
     cache_dir: str | Path | None = None,
+    max_workers: int = 1,
+    on_progress: Callable[[int], None] | None = None,
 ) -> GenerationResult:
     """Generate ``n`` stimuli per concept; see the module docstring for the checks.
 
     ``min_stimuli`` (default ``ceil(n / 2)``) is how many valid, distinct stimuli an entry
     needs to be accepted. Concepts whose answer was rejected are asked again, in new
     batches, for up to ``max_rounds`` rounds (on top of the client's own retries).
+    ``max_workers`` > 1 sends that many requests at once (local servers like vLLM batch
+    them). ``on_progress(k)`` is called with the number of concepts finished after each
+    answer (and once for the cache hits).
     """
     if n < 1 or concepts_per_call < 1 or max_rounds < 1:
         raise ValueError("n, concepts_per_call and max_rounds must be >= 1")
@@ -211,15 +217,26 @@ def generate_stimuli(
             report.cached.append(rec.name)
         else:
             pending.append(rec)
+    if on_progress is not None and report.cached:
+        on_progress(len(report.cached))
 
     last_reason: dict[str, GenerationIssue] = {}
     for _ in range(max_rounds):
         if not pending:
             break
         still: list[ConceptRecord] = []
-        for start in range(0, len(pending), concepts_per_call):
-            batch = pending[start : start + concepts_per_call]
-            accepted, issues = _ask(llm, batch, n, need, max_chars, relevance_check, report)
+        batches = [
+            pending[i : i + concepts_per_call] for i in range(0, len(pending), concepts_per_call)
+        ]
+
+        def ask(batch: Sequence[ConceptRecord]) -> _Answer:
+            return _ask(llm, batch, n, need, max_chars, relevance_check)
+
+        for batch, (accepted, issues, dropped) in zip(
+            batches, map_ordered(ask, batches, max_workers), strict=True
+        ):
+            report.calls += 1
+            report.dropped_stimuli += dropped
             for issue in issues:
                 report.issues.append(issue)
                 last_reason[issue.concept] = issue
@@ -240,12 +257,17 @@ def generate_stimuli(
                                         "stimuli": [s.to_dict() for s in stimuli]})  # fmt: skip
                 records[rec.name] = rec.with_stimuli(stimuli)
                 report.generated.append(rec.name)
+            if on_progress is not None:
+                on_progress(sum(1 for rec in batch if rec.name in accepted))
         pending = still
     for rec in pending:
         report.failures.append(
             last_reason.get(rec.name, GenerationIssue(rec.name, "missing", "no answer entry"))
         )
     return GenerationResult(list(records.values()), report)
+
+
+_Answer = tuple[dict[str, list[str]], list[GenerationIssue], int]
 
 
 def _ask(
@@ -255,14 +277,13 @@ def _ask(
     need: int,
     max_chars: int,
     relevance_check: bool,
-    report: GenerationReport,
-) -> tuple[dict[str, list[str]], list[GenerationIssue]]:
-    """One request for ``batch``: the accepted texts per concept name, and the issues."""
-    report.calls += 1
+) -> _Answer:
+    """One request for ``batch``: accepted texts per name, the issues, stimuli dropped."""
     try:
         answer = llm.chat_json(build_prompt(batch, n), schema=ANSWER_SCHEMA)
     except LLMError as exc:
-        return {}, [GenerationIssue(r.name, "llm_error", str(exc)) for r in batch]
+        return {}, [GenerationIssue(r.name, "llm_error", str(exc)) for r in batch], 0
+    dropped = 0
     wanted = {r.name: r for r in batch}
     folded: dict[str, list[str]] = {}
     for wanted_name in wanted:
@@ -297,7 +318,7 @@ def _ask(
             text = " ".join(item.split()) if isinstance(item, str) else ""
             key = normalize_text(text)
             if not text or len(text) > max_chars or key in existing:
-                report.dropped_stimuli += 1
+                dropped += 1
                 continue
             existing.add(key)
             texts.append(text)
@@ -318,4 +339,4 @@ def _ask(
     for wanted_name in wanted:
         if wanted_name not in accepted and wanted_name not in seen:
             issues.append(GenerationIssue(wanted_name, "missing", "the answer has no entry for it"))
-    return accepted, issues
+    return accepted, issues, dropped

@@ -109,3 +109,14 @@ def test_dead_endpoint_leaves_all_unlabelled(
     assert len(part.issues) == 2 and "HTTP 500" in part.issues[0]
     with pytest.raises(ValueError, match="task"):
         partition_with_llm(["a"], "  ", llm_client)
+
+
+def test_concurrent_batches(llm_server: ScriptedLLM, llm_client: LLMClient) -> None:
+    llm_server.default = labeller
+    names = [f"c{i}" for i in range(10)] + sorted(BAD)
+    done: list[int] = []
+    part = partition_with_llm(
+        names, TASK, llm_client, batch_size=3, max_workers=3, on_progress=done.append
+    )
+    assert [lab.concept for lab in part.labels] == names and sum(done) == len(names)
+    assert set(part.undesirable) == BAD and part.provenance["requests"] == 5

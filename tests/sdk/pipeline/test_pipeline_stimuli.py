@@ -124,3 +124,27 @@ def test_mentions_concept() -> None:
     assert mentions_concept("ice cream", ["You drop your cream."])
     assert mentions_concept("Paris", ["You walk by the Seine."]) is False
     assert mentions_concept("2:30-:34.3", ["anything"]) is None
+
+
+def test_concurrent_requests_keep_order_and_report_progress(
+    llm_server: ScriptedLLM, llm_client: LLMClient, tmp_path: Path
+) -> None:
+    llm_server.default = good_answer
+    names = [f"concept{i}" for i in range(9)]
+    done: list[int] = []
+    r = generate_stimuli(
+        names,
+        llm_client,
+        n=3,
+        concepts_per_call=2,
+        max_workers=4,
+        cache_dir=tmp_path,
+        on_progress=done.append,
+    )
+    assert r.report.ok and r.report.calls == 5 and sum(done) == 9
+    assert [rec.name for rec in r.records] == names
+    assert all(rec.texts[0] == f"You notice {rec.name} in scene 0." for rec in r.records)
+    assert sorted(n for req in llm_server.requests for n in asked(req)) == sorted(names)
+    done.clear()
+    generate_stimuli(names[:3], llm_client, n=3, cache_dir=tmp_path, on_progress=done.append)
+    assert done == [3]  # all three served from the cache
