@@ -104,14 +104,20 @@ def test_fp16_atoms_match_sklearn_on_the_stored_atoms() -> None:
     _assert_matches_sklearn(solver, y, solver.solve(y))
 
 
+BATCHED = ElasticNetConfig(cpu_rowwise=False)  # the torch path that CUDA runs
+
+
 @pytest.mark.parametrize(
     "config",
     [
         ElasticNetConfig(screen_size=2),  # several rounds of working-set growth
-        ElasticNetConfig(gram_max_n=0),  # no Gram cache: KKT by a pass over D (as on GPU)
-        ElasticNetConfig(max_pdas_iter=1),  # PDAS cut short: the safe fallback must finish
+        ElasticNetConfig(gram_max_n=0),  # no Gram cache: KKT by a pass over D
+        BATCHED,
+        ElasticNetConfig(cpu_rowwise=False, screen_size=2),
+        ElasticNetConfig(cpu_rowwise=False, gram_max_n=0),  # as on GPU
+        ElasticNetConfig(cpu_rowwise=False, max_pdas_iter=1),  # PDAS cut short: homotopy
     ],
-    ids=["grow", "no-gram", "fallback"],
+    ids=["grow", "no-gram", "batched", "batched-grow", "batched-no-gram", "batched-homotopy"],
 )
 def test_solver_paths_agree_with_sklearn(config: ElasticNetConfig) -> None:
     atoms = _atoms(300, 64, correlated=True, seed=11)
@@ -128,6 +134,15 @@ def test_kkt_conditions_hold_on_output() -> None:
     viol = kkt_violation(solver.atoms, y, c, alpha=0.03, tau=0.9)
     assert float(viol.max()) <= 1e-5
     assert bool((c[:5] != 0).any(dim=1).all())  # a nontrivial support on real rows
+
+
+def test_batched_and_rowwise_paths_agree() -> None:
+    atoms = _atoms(600, 96, correlated=True, seed=12)
+    y = _targets(atoms, 5, k=10, noise=0.05, seed=12)
+    rowwise = ElasticNet(atoms).solve(y)
+    batched = ElasticNet(atoms, config=BATCHED).solve(y)
+    assert torch.equal(rowwise.abs() > SUPPORT_EPS, batched.abs() > SUPPORT_EPS)
+    torch.testing.assert_close(rowwise, batched, atol=2e-5, rtol=1e-4)
 
 
 def test_batch_rows_equal_single_solves() -> None:

@@ -14,7 +14,7 @@ Example::
 from pace.solver._config import ElasticNetConfig
 from pace.solver._elastic_net import ElasticNet, SparseCodes, elastic_net
 from pace.solver._errors import ConvergenceError
-from pace.solver._fista import fista_elastic_net
+from pace.solver._fista import fista_elastic_net, spectral_norm_sq
 from pace.solver._kkt import elastic_net_objective, kkt_violation, unit_rows
 
 __all__ = [
@@ -26,5 +26,6 @@ __all__ = [
     "elastic_net_objective",
     "fista_elastic_net",
     "kkt_violation",
+    "spectral_norm_sq",
     "unit_rows",
 ]

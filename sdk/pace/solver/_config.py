@@ -33,6 +33,9 @@ class ElasticNetConfig:
     """Most proximal-gradient steps in the (rare) fallback for a working-set solve."""
     gram_max_n: int = 4096
     """Cache the full n x n Gram matrix when n is at most this (CPU only; 0 disables)."""
+    cpu_rowwise: bool = True
+    """On CPU, solve rows one at a time in NumPy (far less per-call overhead); False runs
+    the batched torch path that CUDA uses."""
     cuda_graph: bool = True
     """On CUDA, replay a captured graph for batch 1 (falls back to eager if capture fails)."""
 

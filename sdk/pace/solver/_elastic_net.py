@@ -24,11 +24,13 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import NamedTuple
 
+import numpy as np
 import torch
 
 from pace.solver._config import ElasticNetConfig
 from pace.solver._errors import ConvergenceError
 from pace.solver._kkt import unit_rows
+from pace.solver._single import solve_single
 from pace.solver._subproblem import solve_working_set
 
 __all__ = ["ElasticNet", "SparseCodes", "elastic_net"]
@@ -102,6 +104,7 @@ class ElasticNet:
             # With the Gram cached, the KKT check costs k*n per row instead of n*d.
             self._gram = self._compute @ self._compute.T
         self._ridge_factor: torch.Tensor | None = None
+        self._gram_np: np.ndarray | None = None
 
     @property
     def n(self) -> int:
@@ -171,6 +174,10 @@ class ElasticNet:
             return SparseCodes(empty.long(), empty)
         if cfg.l1 == 0.0:
             return self._ridge(y)
+        if self.device.type == "cpu" and cfg.cpu_rowwise:
+            rowwise = self._solve_rowwise(y)
+            if rowwise is not None:
+                return rowwise
         sd = self._solve_dtype
         y_pass = y.to(self._compute.dtype)
         y_exact = y.to(sd)
@@ -212,6 +219,36 @@ class ElasticNet:
                 "raise ElasticNetConfig.max_iter or screen_size"
             )
         return SparseCodes(w, (c * valid).float())
+
+    def _solve_rowwise(self, y: torch.Tensor) -> SparseCodes | None:
+        """Each row through the NumPy single-vector path; None if any row needs the safe path."""
+        cfg = self._config
+        if self._gram_np is None and self._gram is not None:
+            self._gram_np = self._gram.numpy()
+        rows = []
+        for row in y:
+            out = solve_single(
+                row,
+                self._compute,
+                self._gram_np,
+                l1=cfg.l1,
+                l2=cfg.l2,
+                tol=cfg.tol,
+                screen_size=cfg.screen_size,
+                max_rounds=cfg.max_iter,
+                max_pdas_iter=cfg.max_pdas_iter,
+            )
+            if out is None:
+                return None
+            rows.append(out)
+        k = max(len(w) for w, _ in rows)
+        idx = torch.zeros(len(rows), k, dtype=torch.int64)
+        val = torch.zeros(len(rows), k, dtype=torch.float32)
+        for i, (w, c) in enumerate(rows):
+            idx[i, : len(w)] = torch.from_numpy(w)
+            idx[i, len(w) :] = int(w[0])
+            val[i, : len(w)] = torch.from_numpy(c)
+        return SparseCodes(idx, val)
 
     def _system(
         self, w: torch.Tensor, r: torch.Tensor, y_exact: torch.Tensor

@@ -1,0 +1,155 @@
+"""Benchmark the exact elastic-net solver against scikit-learn and a plain 50-step FISTA.
+
+All figures come from one process, so the ratios are meaningful even on a busy machine.
+Per configuration it prints the median time per call of:
+
+- ``ours``: ``pace.solver.ElasticNet.solve`` (exact: KKT-certified optimum);
+- ``fista50``: ``pace.solver.fista_elastic_net`` with 50 steps, batched (approximate);
+- ``sklearn``: ``sklearn.linear_model.ElasticNet`` with the parameters mapped, one call per
+  vector (timed on up to ``--sklearn-rows`` rows and scaled to the batch);
+- ``floor``: one product ``y @ D^T`` in the dictionary's compute dtype (one pass over D),
+
+then the ratios and two accuracy checks: the largest KKT violation of ours (fp64) and how
+far FISTA-50's objective is above ours.
+
+    python bench/solver_bench.py                      # CPU: n=2,000/d=576 and n=10,000/d=4,096
+    python bench/solver_bench.py --device cuda        # GPU: n=10,000, d=4,096, fp16 atoms
+    python bench/solver_bench.py --quick              # small smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+import warnings
+from collections.abc import Callable
+
+import torch
+from pace.solver import (
+    ElasticNet,
+    elastic_net_objective,
+    fista_elastic_net,
+    kkt_violation,
+    spectral_norm_sq,
+)
+
+ALPHA, TAU = 0.05, 0.95
+
+
+def make_atoms(n: int, d: int, seed: int) -> torch.Tensor:
+    """Activation-like atoms: a shared direction, a few shared factors and noise."""
+    g = torch.Generator().manual_seed(seed)
+    common = torch.randn(d, generator=g)
+    factors = torch.randn(8, d, generator=g)
+    mix = torch.randn(n, 8, generator=g)
+    return 3.0 * common + mix @ factors + 0.7 * torch.randn(n, d, generator=g)
+
+
+def make_targets(unit_atoms: torch.Tensor, b: int, seed: int, k: int = 8) -> torch.Tensor:
+    """Unit-norm sparse combinations of k atoms plus noise."""
+    g = torch.Generator().manual_seed(seed)
+    n, d = unit_atoms.shape
+    idx = torch.randint(0, n, (b, k), generator=g)
+    w = torch.randn(b, k, 1, generator=g)
+    y = (w * unit_atoms[idx].float()).sum(1) + 0.05 * torch.randn(b, d, generator=g)
+    return y / y.norm(dim=1, keepdim=True)
+
+
+def timeit(fn: Callable[[], object], reps: int, device: torch.device) -> float:
+    """Median seconds per call after one warm-up call."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    fn()
+    sync()
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def sklearn_per_vector(atoms_unit: torch.Tensor, y: torch.Tensor, rows: int) -> float:
+    """Seconds per vector for scikit-learn (parameters mapped: alpha/d, l1_ratio=tau)."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import ElasticNet as SkElasticNet
+
+    x = atoms_unit.double().cpu().T.numpy()
+    model = SkElasticNet(alpha=ALPHA / x.shape[0], l1_ratio=TAU, fit_intercept=False)
+    ys = y[:rows].double().cpu().numpy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        t0 = time.perf_counter()
+        for row in ys:
+            model.fit(x, row)
+    return (time.perf_counter() - t0) / len(ys)
+
+
+def run(
+    n: int, d: int, batch: int, device: torch.device, dtype: torch.dtype, args: argparse.Namespace
+) -> None:
+    atoms = make_atoms(n, d, seed=n + d).to(device, dtype)
+    solver = ElasticNet(atoms, alpha=ALPHA, tau=TAU)
+    unit = solver.atoms
+    y = make_targets(unit.cpu(), batch, seed=batch).to(device, dtype)
+    compute = unit if device.type == "cuda" else unit.float()
+    y_c = y.to(compute.dtype)
+    lip = spectral_norm_sq(compute)
+    reps = args.reps if n * d <= 2_000_000 else max(3, args.reps // 10)
+
+    t_ours = timeit(lambda: solver.solve(y), reps, device)
+    t_floor = timeit(lambda: y_c @ compute.T, reps, device)
+    fista_reps = max(2, reps // 5)
+    t_fista = timeit(lambda: fista_elastic_net(compute, y_c, lipschitz=lip), fista_reps, device)
+    sk_rows = min(batch, args.sklearn_rows)
+    t_sk = sklearn_per_vector(unit, y, sk_rows) * batch if sk_rows else float("nan")
+
+    c = solver.solve(y).cpu()
+    yf = y.float().cpu()
+    viol = float(kkt_violation(unit.cpu(), yf, c, alpha=ALPHA, tau=TAU).max())
+    f_ours = elastic_net_objective(unit.cpu(), yf, c, alpha=ALPHA, tau=TAU)
+    c_fista = fista_elastic_net(compute, y_c, lipschitz=lip).cpu()
+    f_fista = elastic_net_objective(unit.cpu(), yf, c_fista, alpha=ALPHA, tau=TAU)
+    fista_excess = float(((f_fista - f_ours) / f_ours).max())
+    nnz = float((c != 0).sum(1).float().mean())
+
+    ms = 1e3
+    print(
+        f"{device.type:4} {str(dtype).removeprefix('torch.'):8} n={n:6d} d={d:5d} b={batch:3d} | "
+        f"ours {t_ours * ms:9.3f} ms  fista50 {t_fista * ms:9.3f} ms  "
+        f"sklearn {t_sk * ms:10.1f} ms  floor {t_floor * ms:7.3f} ms | "
+        f"sklearn/ours {t_sk / t_ours:8.1f}x  fista50/ours {t_fista / t_ours:6.2f}x  "
+        f"ours/floor {t_ours / t_floor:6.1f}x | per row {t_ours / batch * ms:.3f} ms | "
+        f"nnz {nnz:.1f}  kkt {viol:.1e}  fista50 obj +{fista_excess:.1e}",
+        flush=True,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--reps", type=int, default=30)
+    parser.add_argument("--sklearn-rows", type=int, default=4)
+    parser.add_argument("--quick", action="store_true", help="small sizes only (smoke test)")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, alpha={ALPHA}, tau={TAU}")
+    if device.type == "cuda":
+        print(f"device: {torch.cuda.get_device_name()}")
+        configs = [(10_000, 4_096, b, torch.float16) for b in (1, 64)]
+    elif args.quick:
+        configs = [(2_000, 576, b, torch.float32) for b in (1, 8)]
+    else:
+        configs = [
+            (n, d, b, torch.float32) for n, d in ((2_000, 576), (10_000, 4_096)) for b in (1, 64)
+        ]
+    for n, d, b, dtype in configs:
+        run(n, d, b, device, dtype, args)
+
+
+if __name__ == "__main__":
+    main()
