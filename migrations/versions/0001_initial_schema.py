@@ -2,7 +2,7 @@
 
 The triggers make a published concept-set version immutable for everyone (admins
 and direct SQL included): no update or delete of the version row, and no change to
-its membership (``version_concepts``) or stimuli snapshot (``version_stimuli``).
+its membership and stimuli snapshot (``version_concepts``).
 They raise SQLSTATE ``PC409``, which the service maps to 409 ``immutable``.
 
 Revision ID: 0001
@@ -44,37 +44,43 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION pace_guard_published_member() RETURNS trigger
+CREATE FUNCTION pace_guard_published_rows() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
     vid bigint;
 BEGIN
+    -- statement level, over the transition tables: one check per statement, not per row
     IF TG_OP = 'INSERT' THEN
-        vid := NEW.version_id;
+        SELECT v.id INTO vid FROM new_rows r JOIN concept_set_versions v ON v.id = r.version_id
+        WHERE v.status = 'published' LIMIT 1;
+    ELSIF TG_OP = 'DELETE' THEN
+        SELECT v.id INTO vid FROM old_rows r JOIN concept_set_versions v ON v.id = r.version_id
+        WHERE v.status = 'published' LIMIT 1;
     ELSE
-        vid := OLD.version_id;
+        SELECT v.id INTO vid
+        FROM (SELECT version_id FROM old_rows UNION ALL SELECT version_id FROM new_rows) r
+        JOIN concept_set_versions v ON v.id = r.version_id
+        WHERE v.status = 'published' LIMIT 1;
     END IF;
-    IF EXISTS (
-        SELECT 1 FROM concept_set_versions WHERE id = vid AND status = 'published'
-    ) OR (TG_OP = 'UPDATE' AND EXISTS (
-        SELECT 1 FROM concept_set_versions WHERE id = NEW.version_id AND status = 'published'
-    )) THEN
+    IF vid IS NOT NULL THEN
         RAISE EXCEPTION 'concept-set version % is published and immutable', vid
             USING ERRCODE = '{IMMUTABLE_SQLSTATE}';
     END IF;
-    IF TG_OP = 'DELETE' THEN
-        RETURN OLD;
-    END IF;
-    RETURN NEW;
+    RETURN NULL;
 END
 $$;
 
 CREATE TRIGGER guard_published_version BEFORE UPDATE OR DELETE ON concept_set_versions
     FOR EACH ROW EXECUTE FUNCTION pace_guard_published_version();
-CREATE TRIGGER guard_published_members BEFORE INSERT OR UPDATE OR DELETE ON version_concepts
-    FOR EACH ROW EXECUTE FUNCTION pace_guard_published_member();
-CREATE TRIGGER guard_published_stimuli BEFORE INSERT OR UPDATE OR DELETE ON version_stimuli
-    FOR EACH ROW EXECUTE FUNCTION pace_guard_published_member();
+CREATE TRIGGER guard_published_members_insert AFTER INSERT ON version_concepts
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION pace_guard_published_rows();
+CREATE TRIGGER guard_published_members_update AFTER UPDATE ON version_concepts
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION pace_guard_published_rows();
+CREATE TRIGGER guard_published_members_delete AFTER DELETE ON version_concepts
+    REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION pace_guard_published_rows();
 """
 
 
@@ -389,6 +395,7 @@ def upgrade() -> None:
         "version_concepts",
         sa.Column("version_id", sa.BigInteger(), nullable=False),
         sa.Column("concept_id", sa.BigInteger(), nullable=False),
+        sa.Column("stimulus_ids", postgresql.ARRAY(sa.BigInteger()), nullable=True),
         sa.ForeignKeyConstraint(
             ["concept_id"],
             ["concepts.id"],
@@ -405,34 +412,6 @@ def upgrade() -> None:
     )
     op.create_index(
         op.f("ix_version_concepts_concept_id"), "version_concepts", ["concept_id"], unique=False
-    )
-    op.create_table(
-        "version_stimuli",
-        sa.Column("version_id", sa.BigInteger(), nullable=False),
-        sa.Column("stimulus_id", sa.BigInteger(), nullable=False),
-        sa.Column("concept_id", sa.BigInteger(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["concept_id"],
-            ["concepts.id"],
-            name=op.f("fk_version_stimuli_concept_id_concepts"),
-            ondelete="CASCADE",
-        ),
-        sa.ForeignKeyConstraint(
-            ["stimulus_id"],
-            ["stimuli.id"],
-            name=op.f("fk_version_stimuli_stimulus_id_stimuli"),
-            ondelete="CASCADE",
-        ),
-        sa.ForeignKeyConstraint(
-            ["version_id"],
-            ["concept_set_versions.id"],
-            name=op.f("fk_version_stimuli_version_id_concept_set_versions"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("version_id", "stimulus_id", name=op.f("pk_version_stimuli")),
-    )
-    op.create_index(
-        op.f("ix_version_stimuli_stimulus_id"), "version_stimuli", ["stimulus_id"], unique=False
     )
     op.create_table(
         "dictionaries",
@@ -520,18 +499,17 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.execute("DROP TRIGGER guard_published_stimuli ON version_stimuli")
-    op.execute("DROP TRIGGER guard_published_members ON version_concepts")
+    op.execute("DROP TRIGGER guard_published_members_insert ON version_concepts")
+    op.execute("DROP TRIGGER guard_published_members_update ON version_concepts")
+    op.execute("DROP TRIGGER guard_published_members_delete ON version_concepts")
     op.execute("DROP TRIGGER guard_published_version ON concept_set_versions")
-    op.execute("DROP FUNCTION pace_guard_published_member()")
+    op.execute("DROP FUNCTION pace_guard_published_rows()")
     op.execute("DROP FUNCTION pace_guard_published_version()")
     op.drop_index(op.f("ix_labels_concept_id"), table_name="labels")
     op.drop_table("labels")
     op.drop_index("ix_dictionaries_inputs_hash", table_name="dictionaries")
     op.drop_index(op.f("ix_dictionaries_concept_set_version_id"), table_name="dictionaries")
     op.drop_table("dictionaries")
-    op.drop_index(op.f("ix_version_stimuli_stimulus_id"), table_name="version_stimuli")
-    op.drop_table("version_stimuli")
     op.drop_index(op.f("ix_version_concepts_concept_id"), table_name="version_concepts")
     op.drop_table("version_concepts")
     op.drop_index(op.f("ix_partitions_concept_set_version_id"), table_name="partitions")

@@ -35,11 +35,11 @@ def _state(url: str) -> tuple[set[str], bool, int]:
 def test_upgrade_downgrade_upgrade(pg_server: Any) -> None:
     url = pg_server.ensure_database("migration_roundtrip")
     upgrade(url)
-    assert _state(url) == (EXPECTED, True, 3)
+    assert _state(url) == (EXPECTED, True, 4)
     downgrade(url, "base")
     assert _state(url) == (set(), False, 0)
     upgrade(url)
-    assert _state(url) == (EXPECTED, True, 3)
+    assert _state(url) == (EXPECTED, True, 4)
 
 
 def test_models_match_migrations(database_url: str) -> None:

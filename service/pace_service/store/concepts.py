@@ -8,10 +8,11 @@ adding a retired text again brings the same row back.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -68,16 +69,37 @@ def _stimulus_rows(concept_id: int, stimuli: Iterable[StimulusIn]) -> list[dict[
     return list(rows.values())
 
 
+_INSERT_STIMULI = text(
+    """
+    INSERT INTO stimuli (concept_id, text, text_sha256, source, provenance)
+    SELECT u.c, u.t, u.h, u.s, u.p::jsonb
+    FROM unnest(
+        CAST(:c AS bigint[]), CAST(:t AS text[]), CAST(:h AS bytea[]),
+        CAST(:s AS text[]), CAST(:p AS text[])
+    ) AS u(c, t, h, s, p)
+    ON CONFLICT (concept_id, text_sha256)
+    DO UPDATE SET retired_at = NULL WHERE stimuli.retired_at IS NOT NULL
+    """
+)
+
+
 def _add_stimuli(session: Session, rows: Sequence[dict[str, Any]]) -> None:
-    if not rows:
-        return
-    stmt = insert(Stimulus)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[Stimulus.concept_id, Stimulus.text_sha256],
-        set_={"retired_at": None},
-        where=Stimulus.retired_at.is_not(None),
-    )
-    session.execute(stmt, list(rows))
+    """Insert stimuli, one statement per 10,000 rows (arrays, not a row per statement).
+
+    A text the concept has already is left as is; a retired one is revived.
+    """
+    for start in range(0, len(rows), 10_000):
+        chunk = rows[start : start + 10_000]
+        session.execute(
+            _INSERT_STIMULI,
+            {
+                "c": [r["concept_id"] for r in chunk],
+                "t": [r["text"] for r in chunk],
+                "h": [r["text_sha256"] for r in chunk],
+                "s": [r["source"] for r in chunk],
+                "p": [json.dumps(r["provenance"]) for r in chunk],
+            },
+        )
 
 
 def live_stimuli(session: Session, concept_ids: Sequence[int]) -> dict[int, list[Stimulus]]:
@@ -195,8 +217,7 @@ def bulk_create_concepts(
         stimulus_rows: list[dict[str, Any]] = []
         for item in new_items:
             stimulus_rows.extend(_stimulus_rows(created[item.name], item.stimuli))
-        for start in range(0, len(stimulus_rows), 10_000):
-            _add_stimuli(session, stimulus_rows[start : start + 10_000])
+        _add_stimuli(session, stimulus_rows)
     result_items = [
         ConceptBulkItem(
             id=created.get(item.name) or existing[item.name],

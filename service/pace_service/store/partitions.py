@@ -6,10 +6,11 @@ override copies its parent's labels and replaces the overridden ones.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from ..errors import ValidationFailed
@@ -72,6 +73,18 @@ def _next_version(session: Session, task_id: int, version_id: int) -> int:
     return (latest or 0) + 1
 
 
+_INSERT_LABELS = text(
+    """
+    INSERT INTO labels (partition_id, concept_id, label, score, rationale, labeler)
+    SELECT :pid, u.c, u.l, u.s, u.r, u.j::jsonb
+    FROM unnest(
+        CAST(:c AS bigint[]), CAST(:l AS text[]), CAST(:s AS double precision[]),
+        CAST(:r AS text[]), CAST(:j AS text[])
+    ) AS u(c, l, s, r, j)
+    """
+)
+
+
 def _insert(
     session: Session,
     *,
@@ -90,9 +103,19 @@ def _insert(
     )
     session.add(partition)
     session.flush()
-    rows = [{**label, "partition_id": partition.id} for label in labels]
-    for start in range(0, len(rows), 10_000):
-        session.execute(insert(Label), rows[start : start + 10_000])
+    for start in range(0, len(labels), 10_000):
+        chunk = labels[start : start + 10_000]
+        session.execute(
+            _INSERT_LABELS,
+            {
+                "pid": partition.id,
+                "c": [r["concept_id"] for r in chunk],
+                "l": [r["label"] for r in chunk],
+                "s": [r["score"] for r in chunk],
+                "r": [r["rationale"] for r in chunk],
+                "j": [json.dumps(r["labeler"]) for r in chunk],
+            },
+        )
     session.refresh(partition)
     return partition
 

@@ -1,7 +1,7 @@
 """Concept-set versions: drafts, membership, publishing, diffs and lineage.
 
 A draft follows its members' live stimuli; publishing freezes which stimulus rows
-each member had (``version_stimuli``). After that, the version row, its membership
+each member had (``version_concepts.stimulus_ids``). After that, the version row, its membership
 and its snapshot never change: these functions refuse with 409 ``immutable``, and
 the database triggers of migration 0001 refuse whatever gets past them.
 """
@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import BigInteger, delete, func, insert, literal, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy import BigInteger, delete, func, insert, literal, select, text
 from sqlalchemy.orm import Session
 
 from ..errors import Immutable, NotFound
@@ -22,7 +21,6 @@ from ..models import (
     Namespace,
     Stimulus,
     VersionConcept,
-    VersionStimulus,
 )
 from ..schemas.concept_sets import (
     ConceptRef,
@@ -223,11 +221,13 @@ def add_members(
     if missing:
         shown = ", ".join(map(str, missing[:10])) + (" ..." if len(missing) > 10 else "")
         raise NotFound(f"{len(missing)} unknown concept ids: {shown}", field="concept_ids")
-    rows = [{"version_id": version.id, "concept_id": cid} for cid in wanted]
-    for start in range(0, len(rows), 10_000):
-        session.execute(
-            pg_insert(VersionConcept).on_conflict_do_nothing(), rows[start : start + 10_000]
-        )
+    session.execute(
+        text(
+            "INSERT INTO version_concepts (version_id, concept_id) "
+            "SELECT :v, unnest(CAST(:ids AS bigint[])) ON CONFLICT DO NOTHING"
+        ),
+        {"v": version.id, "ids": wanted},
+    )
     return version
 
 
@@ -245,21 +245,23 @@ def remove_members(
     return version
 
 
+_SNAPSHOT_STIMULI = text(
+    """
+    UPDATE version_concepts AS vc
+    SET stimulus_ids = coalesce(
+        (SELECT array_agg(s.id ORDER BY s.id) FROM stimuli AS s
+         WHERE s.concept_id = vc.concept_id AND s.retired_at IS NULL),
+        '{}'
+    )
+    WHERE vc.version_id = :v
+    """
+)
+
+
 def publish_version(session: Session, namespace_id: int, version_id: int) -> ConceptSetVersion:
     """Freeze a draft: snapshot its members' live stimuli, then mark it published."""
     version = _draft_for_update(session, namespace_id, version_id)
-    session.execute(
-        insert(VersionStimulus).from_select(
-            ["version_id", "stimulus_id", "concept_id"],
-            select(
-                literal(version.id, BigInteger()),
-                Stimulus.id,
-                Stimulus.concept_id,
-            )
-            .join(VersionConcept, VersionConcept.concept_id == Stimulus.concept_id)
-            .where(VersionConcept.version_id == version.id, Stimulus.retired_at.is_(None)),
-        )
-    )
+    session.execute(_SNAPSHOT_STIMULI, {"v": version.id})
     now = session.scalar(select(func.now()))  # before the change: a query autoflushes
     version.status = "published"
     version.published_at = now
@@ -277,10 +279,16 @@ def delete_version(session: Session, namespace_id: int, version_id: int) -> None
 def _stimulus_texts(session: Session, version: ConceptSetVersion) -> dict[int, set[str]]:
     """Per member concept, the stimulus texts the version holds (snapshot or live)."""
     if version.status == "published":
-        query = (
-            select(VersionStimulus.concept_id, Stimulus.text)
-            .join(Stimulus, Stimulus.id == VersionStimulus.stimulus_id)
-            .where(VersionStimulus.version_id == version.id)
+        snapshot = (
+            select(
+                VersionConcept.concept_id.label("concept_id"),
+                func.unnest(VersionConcept.stimulus_ids).label("stimulus_id"),
+            )
+            .where(VersionConcept.version_id == version.id)
+            .subquery()
+        )
+        query = select(snapshot.c.concept_id, Stimulus.text).join(
+            Stimulus, Stimulus.id == snapshot.c.stimulus_id
         )
     else:
         query = (
@@ -289,8 +297,8 @@ def _stimulus_texts(session: Session, version: ConceptSetVersion) -> dict[int, s
             .where(VersionConcept.version_id == version.id, Stimulus.retired_at.is_(None))
         )
     out: dict[int, set[str]] = {}
-    for concept_id, text in session.execute(query).all():
-        out.setdefault(concept_id, set()).add(text)
+    for concept_id, stimulus_text in session.execute(query).all():
+        out.setdefault(concept_id, set()).add(stimulus_text)
     return out
 
 
