@@ -77,3 +77,31 @@ def test_live_service_serves_over_http(live_service: tuple[str, str]) -> None:
     assert response.json() == {"namespace": "team-a", "role": "admin"}
     docs = httpx.get(f"{base_url}/openapi.json", timeout=10).json()
     assert "/v1/concept-sets/{set_id}/fork" in docs["paths"]
+
+
+def test_out_of_range_and_odd_input_never_500(client: Any, write_key: str) -> None:
+    huge = 10**30
+    assert client.get(f"/v1/concepts/{huge}", headers=auth(write_key)).status_code in (404, 422)
+    add = client.post(
+        "/v1/concept-sets/1/versions", json={"from_version": huge}, headers=auth(write_key)
+    )
+    assert add.status_code in (404, 422)
+    nul = client.post("/v1/concepts", json={"name": "a\x00b"}, headers=auth(write_key))
+    assert nul.status_code == 422 and error_of(nul)["code"] == "validation_error"
+    not_object = client.post("/v1/concepts", json=[1, 2], headers=auth(write_key))
+    assert not_object.status_code == 422
+
+
+def test_settings_read_the_environment(monkeypatch: Any, tmp_path: Any) -> None:
+    from pace_service.core.config import Settings
+
+    monkeypatch.setenv("DATABASE_URL", "postgres://u:p@db:5432/pace")
+    monkeypatch.setenv("PACE_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("PACE_MAX_UPLOAD_BYTES", "123")
+    settings = Settings()
+    assert settings.database_url == "postgresql+psycopg://u:p@db:5432/pace"
+    assert settings.api_key_file == tmp_path / "api-key"
+    assert settings.max_upload_bytes == 123
+    monkeypatch.setenv("PACE_MAX_UPLOAD_BYTES", "-1")
+    with pytest.raises(ValueError, match="max_upload_bytes"):
+        Settings()

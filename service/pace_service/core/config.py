@@ -66,7 +66,6 @@ class Settings(BaseSettings):
     max_json_bytes: int = Field(default=DEFAULT_MAX_JSON_BYTES, gt=0)
     db_pool_size: int = Field(default=5, ge=1)
     db_max_overflow: int = Field(default=10, ge=0)
-    max_page_size: int = Field(default=1000, ge=1)
 
     @field_validator("database_url")
     @classmethod
