@@ -230,8 +230,9 @@ class LLMClient:
                     f"LLM endpoint {self.config.host} refused the request: "
                     f"HTTP {exc.status_code}: {exc.message}"
                 ) from exc
-            except ValueError as exc:
-                problems.append(f"attempt {attempt + 1}: {exc}")
+            except (ValueError, openai.APIError) as exc:
+                # e.g. a 200 whose body is not a chat completion
+                problems.append(f"attempt {attempt + 1}: {type(exc).__name__}: {exc}")
                 continue
             try:
                 data = parse_json_answer(text)

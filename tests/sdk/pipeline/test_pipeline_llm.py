@@ -95,3 +95,11 @@ def test_parse_json_answer_is_defensive() -> None:
     assert parse_json_answer(json.dumps([1])) == [1]
     with pytest.raises(ValueError):
         parse_json_answer("no json")
+
+
+def test_a_200_that_is_not_a_completion_is_retried(
+    llm_server: ScriptedLLM, llm_client: LLMClient
+) -> None:
+    llm_server.script((200, {"unexpected": True}), (200, {"choices": []}), '{"answer": 3}')
+    assert llm_client.chat_json(ASK, schema=SCHEMA).data == {"answer": 3}
+    assert len(llm_server.requests) == 3
