@@ -18,6 +18,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -129,6 +130,9 @@ async def _db_error(_request: Request, exc: Exception) -> JSONResponse:
         return _response(404, "not_found", f"a referenced id does not exist: {detail}")
     if sqlstate.startswith("23") or sqlstate.startswith("22"):
         return _response(422, "validation_error", detail)
+    if not sqlstate and isinstance(orig, psycopg.DataError):
+        # raised by the driver before the server saw it, e.g. a NUL character in text
+        return _response(422, "validation_error", f"invalid value: {orig}")
     if sqlstate == "40001" or sqlstate == "40P01":
         return _response(409, "conflict", "concurrent update; retry the request")
     _log.exception("database error", exc_info=exc)
