@@ -19,11 +19,14 @@ F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 
 
-def homotopy_np(h: F64, b: F64, l1: float, max_steps: int) -> F64 | None:
-    """The elastic-net path of ``min 1/2 c^T h c - b^T c + l1 |c|_1`` for one row.
+def homotopy_np(
+    h: npt.NDArray[np.floating], b: F64, l1: float, max_steps: int, l2: float = 0.0
+) -> F64 | None:
+    """The elastic-net path of ``min 1/2 c^T (h + l2 I) c - b^T c + l1 |c|_1`` for one row.
 
     Same events as ``pace.solver._homotopy.homotopy``; returns ``None`` if the path takes
-    more than ``max_steps`` events (the caller then uses the batched safe path).
+    more than ``max_steps`` events (the caller then uses the batched safe path). ``h`` may
+    be larger than the active set needs: only its active rows are read at each step.
     """
     k = b.shape[0]
     lam0 = float(np.abs(b).max()) if k else 0.0
@@ -40,15 +43,20 @@ def homotopy_np(h: F64, b: F64, l1: float, max_steps: int) -> F64 | None:
     ninf = -np.inf
     for _ in range(max_steps):
         ai = np.flatnonzero(active)
-        h_cols = h[:, ai]
-        rhs = np.stack([b[ai], s[ai]], axis=1)
+        # h is symmetric: gather rows (contiguous), not columns.
+        h_rows = h[ai].astype(np.float64)
+        h_aa = h_rows[:, ai]
+        h_aa.flat[:: ai.size + 1] += l2
+        rhs = np.empty((ai.size, 2))
+        rhs[:, 0] = b[ai]
+        rhs[:, 1] = s[ai]
         try:
-            uv = np.linalg.solve(h_cols[ai], rhs)
+            uv = np.linalg.solve(h_aa, rhs)
         except np.linalg.LinAlgError:
-            uv = np.linalg.lstsq(h_cols[ai], rhs, rcond=None)[0]
+            uv = np.linalg.lstsq(h_aa, rhs, rcond=None)[0]
         u, v = uv[:, 0], uv[:, 1]
-        e = b - h_cols @ u
-        f = h_cols @ v
+        e = b - u @ h_rows
+        f = v @ h_rows
         free = ~active
         with np.errstate(divide="ignore", invalid="ignore"):
             leave = np.where(v != 0, u / v, ninf)
@@ -146,7 +154,7 @@ def solve_single(
             dw = d_np[w].astype(np.float64)
             h = dw @ dw.T
             b = dw @ y64
-        h[np.diag_indices_from(h)] += l2
+        h.flat[:: len(w) + 1] += l2
         # Later rounds start next to the answer, where PDAS settles in a step or two; the
         # first round (and any PDAS that cycles) follows the exact path instead.
         c = None if c_prev is None else pdas_np(h, b, l1, c_prev, max_pdas_iter)
