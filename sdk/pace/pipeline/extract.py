@@ -143,6 +143,8 @@ class ExtractionSummary:
     stimuli: int = 0
     skipped: int = 0
     empty: int = 0
+    truncated: int = 0
+    """Stimuli cut to ``max_length`` tokens (their last token is then not the text's)."""
     seconds: float = 0.0
 
     @property
@@ -438,6 +440,7 @@ class Extractor:
             summary.stimuli += chunk.n_stimuli
             summary.skipped += len(chunk.skipped)
             summary.empty += len(chunk.empty)
+            summary.truncated += chunk.n_truncated
             if len(chunk):
                 sink(chunk)
         summary.seconds = time.perf_counter() - start

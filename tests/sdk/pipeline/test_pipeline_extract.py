@@ -213,3 +213,10 @@ def test_progress_bar_and_eval_mode(capsys: pytest.CaptureFixture[str]) -> None:
     assert model.training
     err = capsys.readouterr().err
     assert "extracting: 100%" in err and "4/4" in err
+
+
+def test_truncation_is_counted() -> None:
+    model, tok = tiny_model("llama"), char_tokenizer()
+    ex = Extractor(model, tok, layers=[0], max_length=12)
+    summary = ex.run([concept("a", TEXTS[:3])], lambda _c: None, progress=False)
+    assert summary.truncated == 2  # 21 and 64 tokens; "Hi" (3) fits
