@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 import psycopg
 from psycopg import sql
-from sqlalchemy import select
+from sqlalchemy import BigInteger, ColumnElement, any_, bindparam, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from ..copy import RowLayout, copy_in, copy_out
@@ -121,6 +122,25 @@ def _ints(name: str, dtype: str, array: np.ndarray[Any, Any], m: int) -> np.ndar
     return array.astype(np.int64)
 
 
+def _non_finite_rows(vectors: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """Rows with NaN/Inf (or, for wider floats, values float16 cannot hold).
+
+    One reduction over the whole matrix first; rows are located only on failure.
+    """
+    if vectors.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    if vectors.dtype == np.float16:  # exponent bits all ones: Inf or NaN
+        magnitude = vectors.view(np.uint16) & np.uint16(0x7FFF)
+        if int(magnitude.max()) < 0x7C00:
+            return np.zeros(0, dtype=np.int64)
+        return np.flatnonzero((magnitude >= 0x7C00).any(axis=1))
+    peak = float(np.abs(vectors).max())  # NaN propagates
+    if peak <= FLOAT16_MAX:
+        return np.zeros(0, dtype=np.int64)
+    ok = np.isfinite(vectors).all(axis=1) & (np.abs(vectors) <= FLOAT16_MAX).all(axis=1)
+    return np.flatnonzero(~ok)
+
+
 def decode_upload(body: bytes | memoryview, *, hidden_size: int, num_layers: int) -> VectorBatch:
     """Parse and validate an upload body (every error names its tensor)."""
     tensors, _meta = parse_safetensors(body)
@@ -141,11 +161,7 @@ def decode_upload(body: bytes | memoryview, *, hidden_size: int, num_layers: int
         )
     concept_ids = _ints("concept_ids", *tensors["concept_ids"], m)
     layers = _ints("layers", *tensors["layers"], m)
-    if vectors.dtype == np.float16:  # exponent all ones: Inf or NaN
-        bad_rows = np.flatnonzero(((vectors.view(np.uint16) & 0x7C00) == 0x7C00).any(axis=1))
-    else:
-        finite = np.isfinite(vectors).all(axis=1) & (np.abs(vectors) <= FLOAT16_MAX).all(axis=1)
-        bad_rows = np.flatnonzero(~finite)
+    bad_rows = _non_finite_rows(vectors)
     if len(bad_rows):
         row = int(bad_rows[0])
         raise NonFinite(
@@ -168,22 +184,37 @@ def decode_upload(body: bytes | memoryview, *, hidden_size: int, num_layers: int
     return VectorBatch(vectors=half, concept_ids=concept_ids, layers=layers)
 
 
+def _id_in(ids: Sequence[int]) -> ColumnElement[bool]:
+    """``concepts.id = ANY(:ids)``: one array parameter, whatever the number of ids."""
+    return Concept.id == any_(
+        bindparam("ids", value=[int(i) for i in ids], type_=ARRAY(BigInteger))
+    )
+
+
 def _check_concepts(session: Session, namespace_id: int, concept_ids: np.ndarray[Any, Any]) -> None:
     """404 for unknown/unreadable concepts, 403 for readable ones of another namespace."""
-    wanted = np.unique(concept_ids).tolist()
-    if not wanted:
+    wanted = np.unique(concept_ids)
+    if not len(wanted):
         return
-    owned = set(
-        session.scalars(
-            select(Concept.id).where(Concept.id.in_(wanted), Concept.namespace_id == namespace_id)
-        ).all()
-    )
-    if len(owned) == len(wanted):
+    # One array parameter, not an IN list of 10,000 bind parameters (measured: ~1 s).
+    conn = driver_connection(session)
+    row = conn.execute(
+        "SELECT count(*) FROM concepts WHERE id = ANY(%s::bigint[]) AND namespace_id = %s",
+        (wanted.tolist(), namespace_id),
+    ).fetchone()
+    if row is not None and int(row[0]) == len(wanted):
         return
-    others = [c for c in wanted if c not in owned]
+    owned = {
+        int(r[0])
+        for r in conn.execute(
+            "SELECT id FROM concepts WHERE id = ANY(%s::bigint[]) AND namespace_id = %s",
+            (wanted.tolist(), namespace_id),
+        ).fetchall()
+    }
+    others = [int(c) for c in wanted if int(c) not in owned]
     readable = set(
         session.scalars(
-            select(Concept.id).where(Concept.id.in_(others), concept_readable_clause(namespace_id))
+            select(Concept.id).where(_id_in(others), concept_readable_clause(namespace_id))
         ).all()
     )
     unknown = [c for c in others if c not in readable]
@@ -295,7 +326,7 @@ def vectors_present(
         return []
     readable = session.scalars(
         select(Concept.id).where(
-            Concept.id.in_(sorted(set(concept_ids))), concept_readable_clause(namespace_id)
+            _id_in(sorted(set(concept_ids))), concept_readable_clause(namespace_id)
         )
     ).all()
     conn = driver_connection(session)

@@ -23,6 +23,13 @@ __all__ = ["router"]
 router = APIRouter(tags=["dictionaries"])
 
 
+class _BlobResponse(FileResponse):
+    """A file response in 4 MiB reads: Starlette's 64 KiB default costs a thread hop
+    and an event-loop round per chunk, which dominates an 80 MB dictionary on 2 cores."""
+
+    chunk_size = 1 << 22
+
+
 def _etag_matches(if_none_match: str | None, content_hash: str) -> bool:
     if not if_none_match:
         return False
@@ -112,7 +119,7 @@ def get_dictionary(
             "POST /v1/dictionaries with the same inputs to rebuild it",
             field="hash",
         )
-    return FileResponse(
+    return _BlobResponse(
         path,
         media_type="application/octet-stream",
         headers=headers,
