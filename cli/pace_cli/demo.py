@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 import torch
 from pace.client import Client
 from pace.models import load_packaged_model
-from pace.pipeline.extract import Extractor
+from pace.pipeline.extract import ExtractionSummary, Extractor
+from pace.pipeline.llm import llm_configured
 from pace.pipeline.records import ConceptRecord
 from pace.steering import PaCE
 
@@ -25,7 +26,7 @@ from pace_cli import chat, workflow
 from pace_cli._console import console, progress
 from pace_cli._service import running_service
 
-__all__ = ["DEFAULT_LAYERS", "DEMO_PROMPTS", "DemoOptions", "run_demo"]
+__all__ = ["DEFAULT_LAYERS", "DEMO_PROMPTS", "DemoOptions", "DemoResult", "run_demo"]
 
 DEFAULT_LAYERS: tuple[int, ...] = tuple(range(8, 24))
 """SmolLM2's middle decoder blocks (of 30), where concepts are most linearly readable."""
@@ -58,7 +59,16 @@ def _step(n: int, title: str) -> float:
     return time.perf_counter()
 
 
-def run_demo(options: DemoOptions) -> list[chat.Comparison]:
+@dataclass(frozen=True)
+class DemoResult:
+    comparisons: list[chat.Comparison]
+    extraction: ExtractionSummary
+    dictionary_hash: str | None
+    n_concepts: int
+    n_undesirable: int
+
+
+def run_demo(options: DemoOptions) -> DemoResult:
     t = options.timings
     start = _step(1, "start the embedded service")
     with (
@@ -112,14 +122,32 @@ def run_demo(options: DemoOptions) -> list[chat.Comparison]:
 
         start = _step(4, f"partition for the task {options.task!r}")
         partition_file = workflow.load_partition_file(options.task)
-        partition, unknown = workflow.apply_partition(
-            client, partition_file, version_id=int(version["id"]), concept_ids=ids
-        )
+        if llm_configured():
+            with progress() as bar:
+                tid = bar.add_task("LLM labelling", total=len(records))
+                result = workflow.partition_with_configured_llm(
+                    records,
+                    partition_file.task_description,
+                    on_progress=lambda k: bar.advance(tid, k),
+                )
+            partition = workflow.store_partition(
+                client,
+                result,
+                task_name=options.task,
+                description=partition_file.task_description,
+                version_id=int(version["id"]),
+                concept_ids=ids,
+            )
+            source = f"the LLM {result.provenance.get('model')}"
+        else:
+            partition, _ = workflow.apply_partition(
+                client, partition_file, version_id=int(version["id"]), concept_ids=ids
+            )
+            source = f"the shipped starter partition ({partition_file.labeler.get('name')})"
         n_bad = sum(1 for lab in partition.get("labels", []) if lab["label"] == "undesirable")
         console.print(
             f"partition {partition['id']} (version {partition['version']}): "
-            f"{n_bad} undesirable concepts; labels from {partition_file.labeler.get('name')}"
-            + (f"; {len(unknown)} labels name concepts outside this version" if unknown else "")
+            f"{n_bad} undesirable concepts, labelled by {source}"
         )
         t["partition"] = time.perf_counter() - start
 
@@ -150,7 +178,13 @@ def run_demo(options: DemoOptions) -> list[chat.Comparison]:
     chat.render(console, comparisons, title=f"task: {options.task}")
     t["generate"] = time.perf_counter() - start
     console.print("timings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in options.timings.items()))
-    return comparisons
+    return DemoResult(
+        comparisons=comparisons,
+        extraction=summary,
+        dictionary_hash=dictionary.content_hash,
+        n_concepts=len(dictionary),
+        n_undesirable=int(dictionary.undesirable.sum()),
+    )
 
 
 def _balanced_subset(records: list[ConceptRecord], limit: int) -> list[ConceptRecord]:

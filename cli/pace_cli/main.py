@@ -179,9 +179,9 @@ def stimuli_generate(
     write_jsonl(result.records, out)
     console.print(f"wrote {len(result.records)} concepts to {out}")
     if not result.report.ok:
-        for issue in result.report.issues:
-            console.print(f"[yellow]{issue}[/]")
-        raise fail(f"{len(result.report.issues)} concept(s) not generated; see above", 2)
+        for failure in result.report.failures:
+            console.print(f"[yellow]{failure}[/]")
+        raise fail(f"{len(result.report.failures)} concept(s) not generated; see above", 2)
 
 
 # -- extraction -----------------------------------------------------------------------------
@@ -237,29 +237,78 @@ def extract(
 @friendly_errors
 def partition(
     task: Annotated[str, typer.Option("--task", help="Task name (e.g. detoxification).")],
+    description: Annotated[
+        str | None, typer.Option(help="The alignment goal (for a new task / the LLM).")
+    ] = None,
     set_name: SetName = "starter",
     version: VersionNo = None,
     from_file: Annotated[
         str | None,
         typer.Option("--from-file", help="A partition JSON file, or a shipped task name."),
     ] = None,
+    seeds: Annotated[
+        str | None,
+        typer.Option(help="Offline: comma-separated seed concepts (MiniLM similarity)."),
+    ] = None,
+    threshold: Annotated[float, typer.Option(help="Offline: similarity threshold.")] = 0.5,
     url: Url = None,
     api_key: ApiKey = None,
 ) -> None:
-    """Label a version's concepts for a task and store them as a new partition version."""
+    """Label a version's concepts for a task; stores a new partition version.
+
+    With --from-file: labels from a file (or the shipped starter partition of that
+    task). With --seeds: the offline MiniLM partitioner. Otherwise the configured LLM
+    (PACE_LLM_BASE_URL / PACE_LLM_MODEL / PACE_LLM_API_KEY, or OPENAI_*).
+    """
+    from pace.pipeline.llm import llm_configured
+    from pace.pipeline.offline import MiniLMEmbedder, partition_by_seeds
+    from pace.pipeline.records import ConceptRecord
+
     from pace_cli import workflow
     from pace_cli._connect import connect, resolve_version
 
     with connect(url, api_key) as client:
         v = resolve_version(client, set_name, version)
-        ids = _names_to_ids(client, v)
-        file = workflow.load_partition_file(from_file or task)
-        if file.task_name != task:
-            raise ValueError(f"{from_file}: it is a partition for task {file.task_name!r}")
-        stored, unknown = workflow.apply_partition(
-            client, file, version_id=int(v["id"]), concept_ids=ids
+        if from_file is not None:
+            file = workflow.load_partition_file(from_file)
+            if file.task_name != task:
+                raise ValueError(f"{from_file}: it is a partition for task {file.task_name!r}")
+            stored, unknown = workflow.apply_partition(
+                client, file, version_id=int(v["id"]), concept_ids=_names_to_ids(client, v)
+            )
+            _print_partition(stored, unknown)
+            return
+        members = set(v["concept_ids"])
+        concepts = [c for c in client.iter_concepts() if int(c["id"]) in members]
+        records = [ConceptRecord(str(c["name"]), str(c.get("description", ""))) for c in concepts]
+        ids = {str(c["name"]): int(c["id"]) for c in concepts}
+        goal = description or task
+        if seeds is not None:
+            result = partition_by_seeds(
+                records, seeds.split(","), MiniLMEmbedder(), threshold=threshold, task=goal
+            )
+        elif llm_configured():
+            with progress() as bar:
+                tid = bar.add_task("labelling", total=len(records))
+                result = workflow.partition_with_configured_llm(
+                    records, goal, on_progress=lambda k: bar.advance(tid, k)
+                )
+        else:
+            raise ValueError(
+                "no LLM configured (set PACE_LLM_BASE_URL and PACE_LLM_MODEL): "
+                "use --seeds for the offline partitioner or --from-file"
+            )
+        stored = workflow.store_partition(
+            client,
+            result,
+            task_name=task,
+            description=goal,
+            version_id=int(v["id"]),
+            concept_ids=ids,
         )
-    _print_partition(stored, unknown)
+    _print_partition(stored, [])
+    if result.unlabelled:
+        console.print(f"[yellow]left unlabelled: {', '.join(result.unlabelled)}[/]")
 
 
 def _names_to_ids(client: Any, version: dict[str, Any]) -> dict[str, int]:

@@ -19,6 +19,9 @@ from pace.client import Client
 from pace.errors import PaceError
 from pace.pipeline.extract import ExtractedChunk, ExtractionSummary, Extractor, Recipe
 from pace.pipeline.jsonl import read_jsonl
+from pace.pipeline.llm import LLMClient, LLMConfig
+from pace.pipeline.partition import Partition
+from pace.pipeline.partitioner import partition_with_llm
 from pace.pipeline.records import ConceptRecord
 
 __all__ = [
@@ -31,8 +34,10 @@ __all__ = [
     "find_task",
     "latest_partition",
     "load_partition_file",
+    "partition_with_configured_llm",
     "publish_set",
     "starter_pack_path",
+    "store_partition",
     "sync_concepts",
 ]
 
@@ -244,3 +249,34 @@ def recipe_for(token_position: str, reduction: str, prompt_template: str) -> Rec
         reduction=reduction,
         prompt_template=prompt_template,
     )
+
+
+def store_partition(
+    client: Client,
+    result: Partition,
+    *,
+    task_name: str,
+    description: str,
+    version_id: int,
+    concept_ids: Mapping[str, int],
+) -> dict[str, Any]:
+    """Store a partitioner's result as a new partition version of the task."""
+    task_id = find_task(client, task_name, description=description)
+    body = result.to_request(
+        task_id=task_id, concept_set_version_id=version_id, concept_ids=concept_ids
+    )
+    return client.create_partition(**body)
+
+
+def partition_with_configured_llm(
+    records: Sequence[ConceptRecord],
+    description: str,
+    *,
+    on_progress: Callable[[int], None] | None = None,
+) -> Partition:
+    """Label concepts with the LLM configured in the environment (``PACE_LLM_*``)."""
+    llm = LLMClient(LLMConfig.from_env())
+    try:
+        return partition_with_llm(records, description, llm, on_progress=on_progress)
+    finally:
+        llm.close()
