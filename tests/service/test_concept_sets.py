@@ -313,3 +313,17 @@ def test_list_concepts_of_a_public_version_from_another_namespace(
         ("b", "team-a"),
     ]
     assert [c["n_stimuli"] for c in listed["items"]] == [2, 1]
+
+
+def test_version_by_reference(client: Any, write_key: str, published: dict[str, Any]) -> None:
+    set_id = published["set"]["id"]
+    v2 = _draft(client, write_key, set_id)
+    url = f"/v1/concept-sets/{set_id}/versions"
+    assert client.get(f"{url}/latest", headers=auth(write_key)).json()["id"] == v2["id"]
+    published_v = client.get(f"{url}/published", headers=auth(write_key)).json()
+    assert published_v["id"] == published["v1"]["id"]
+    assert client.get(f"{url}/2", headers=auth(write_key)).json()["id"] == v2["id"]
+    missing = client.get(f"{url}/7", headers=auth(write_key))
+    assert missing.status_code == 404 and error_of(missing)["field"] == "ref"
+    bad = client.get(f"{url}/newest", headers=auth(write_key))
+    assert bad.status_code == 422 and error_of(bad)["field"] == "ref"

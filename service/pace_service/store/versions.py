@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from sqlalchemy import BigInteger, delete, func, insert, literal, select, text
 from sqlalchemy.orm import Session
 
-from ..errors import Immutable, NotFound
+from ..errors import Immutable, NotFound, ValidationFailed
 from ..models import (
     Concept,
     ConceptSet,
@@ -42,6 +42,7 @@ __all__ = [
     "member_ids",
     "publish_version",
     "remove_members",
+    "version_by_ref",
     "version_public",
     "version_summaries",
 ]
@@ -134,6 +135,23 @@ def _by_number(session: Session, set_id: int, number: int, field: str) -> Concep
     ).first()
     if version is None:
         raise NotFound(f"set {set_id} has no version {number}", field=field)
+    return version
+
+
+def version_by_ref(session: Session, set_id: int, ref: str) -> ConceptSetVersion:
+    """Version ``ref`` of a set: a number, ``latest`` or ``published`` (latest published)."""
+    query = select(ConceptSetVersion).where(ConceptSetVersion.set_id == set_id)
+    if ref.isdigit():
+        return _by_number(session, set_id, int(ref), "ref")
+    if ref == "published":
+        query = query.where(ConceptSetVersion.status == "published")
+    elif ref != "latest":
+        raise ValidationFailed(
+            "a version reference is a number, 'latest' or 'published'", field="ref"
+        )
+    version = session.scalars(query.order_by(ConceptSetVersion.number.desc()).limit(1)).first()
+    if version is None:
+        raise NotFound(f"set {set_id} has no {ref} version", field="ref")
     return version
 
 

@@ -129,6 +129,16 @@ def list_versions(
     return VersionsPublic(items=items, total=total, limit=page.limit, offset=page.offset)
 
 
+@router.get("/concept-sets/{set_id}/versions/{ref}", response_model=VersionPublic)
+def get_version_by_ref(
+    set_id: int, ref: str, principal: AuthDep, session: SessionDep
+) -> VersionPublic:
+    """A version of a set by number, or ``latest``, or ``published`` (latest published)."""
+    concept_set = sets.get_set(session, principal.namespace_id, set_id)
+    version = versions.version_by_ref(session, concept_set.id, ref)
+    return versions.version_public(session, version)
+
+
 @router.get("/concept-set-versions/{version_id}", response_model=VersionPublic)
 def get_version(version_id: int, principal: AuthDep, session: SessionDep) -> VersionPublic:
     """One version with its member concept ids."""
