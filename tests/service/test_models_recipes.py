@@ -74,3 +74,36 @@ def test_recipe_get_or_create_by_content(client: Any, write_key: str) -> None:
     assert bad_pos.status_code == 422 and error_of(bad_pos)["field"] == "token_position"
     listed = client.get("/v1/recipes", headers=auth(write_key)).json()
     assert listed["total"] == 2
+
+
+def test_delete_unused_model_and_recipe_but_not_used_ones(
+    client: Any, admin_key: str, write_key: str, app: Any
+) -> None:
+    from sqlalchemy import text
+
+    model = client.post("/v1/models", json=LLAMA, headers=auth(write_key)).json()
+    spare = client.post("/v1/models", json={**LLAMA, "revision": "x"}, headers=auth(write_key))
+    recipe = client.post("/v1/recipes", json={"code_version": "1"}, headers=auth(write_key)).json()
+    spare_recipe = client.post(
+        "/v1/recipes", json={"code_version": "2"}, headers=auth(write_key)
+    ).json()
+    concept = client.post("/v1/concepts", json={"name": "c"}, headers=auth(write_key)).json()
+    with app.state.engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO atoms (model_id, layer, recipe_id, concept_id, vector) "
+                "VALUES (:m, 0, :r, :c, array_fill(1::real, ARRAY[4096])::halfvec)"
+            ),
+            {"m": model["id"], "r": recipe["id"], "c": concept["id"]},
+        )
+    url = f"/v1/models/{model['id']}"
+    assert client.delete(url, headers=auth(write_key)).status_code == 403
+    used = client.delete(url, headers=auth(admin_key))
+    assert used.status_code == 409 and error_of(used)["code"] == "conflict"
+    used_recipe = client.delete(f"/v1/recipes/{recipe['id']}", headers=auth(admin_key))
+    assert used_recipe.status_code == 409
+    spare_url = f"/v1/models/{spare.json()['id']}"
+    assert client.delete(spare_url, headers=auth(admin_key)).status_code == 204
+    assert client.get(spare_url, headers=auth(admin_key)).status_code == 404
+    gone = client.delete(f"/v1/recipes/{spare_recipe['id']}", headers=auth(admin_key))
+    assert gone.status_code == 204

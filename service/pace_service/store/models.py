@@ -5,16 +5,18 @@ from __future__ import annotations
 import hashlib
 import json
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from ..errors import Duplicate, NotFound
-from ..models import Model, Recipe
+from ..errors import Conflict, Duplicate, NotFound
+from ..models import Atom, Dictionary, Model, Recipe
 from ..schemas.models import ModelCreate, RecipeCreate
 
 __all__ = [
     "create_model",
+    "delete_model",
+    "delete_recipe",
     "get_model",
     "get_or_create_recipe",
     "get_recipe",
@@ -66,6 +68,20 @@ def list_models(
     return list(rows), total
 
 
+def delete_model(session: Session, model_id: int) -> None:
+    """Delete a model that nothing uses yet (409 ``conflict`` once atoms refer to it)."""
+    model = get_model(session, model_id)
+    if session.scalar(select(Atom.model_id).where(Atom.model_id == model.id).limit(1)):
+        raise Conflict(
+            f"model {model_id} has stored vectors; models are shared by every namespace, "
+            "so one in use is never deleted",
+            field="model_id",
+        )
+    session.execute(delete(Dictionary).where(Dictionary.model_id == model.id))
+    session.delete(model)
+    session.flush()
+
+
 def recipe_content_hash(data: RecipeCreate) -> str:
     """sha256 of the recipe's canonical JSON (sorted keys, no spaces)."""
     canonical = json.dumps(data.model_dump(), sort_keys=True, separators=(",", ":"))
@@ -91,6 +107,18 @@ def get_recipe(session: Session, recipe_id: int, *, field: str | None = "recipe_
     if recipe is None:
         raise NotFound(f"recipe {recipe_id} not found", field=field)
     return recipe
+
+
+def delete_recipe(session: Session, recipe_id: int) -> None:
+    """Delete a recipe that nothing uses yet (409 ``conflict`` once atoms refer to it)."""
+    recipe = get_recipe(session, recipe_id)
+    if session.scalar(select(Atom.recipe_id).where(Atom.recipe_id == recipe.id).limit(1)):
+        raise Conflict(
+            f"recipe {recipe_id} has stored vectors and is never deleted", field="recipe_id"
+        )
+    session.execute(delete(Dictionary).where(Dictionary.recipe_id == recipe.id))
+    session.delete(recipe)
+    session.flush()
 
 
 def list_recipes(session: Session, *, limit: int, offset: int) -> tuple[list[Recipe], int]:

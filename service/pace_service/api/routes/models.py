@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Response, status
 
 from ...schemas.models import ModelCreate, ModelPublic, ModelsPublic
 from ...store import models as store
-from ..deps import AuthDep, SessionDep, WriteDep
+from ..deps import AdminDep, AuthDep, SessionDep, WriteDep
 from ..pagination import PageDep
 
 __all__ = ["router"]
@@ -44,3 +44,10 @@ def list_models(
 def get_model(model_id: int, _principal: AuthDep, session: SessionDep) -> ModelPublic:
     """One model."""
     return ModelPublic.model_validate(store.get_model(session, model_id))
+
+
+@router.delete("/models/{model_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_model(model_id: int, _principal: AdminDep, session: SessionDep) -> Response:
+    """Delete an unused model (admin; 409 ``conflict`` once vectors refer to it)."""
+    store.delete_model(session, model_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
