@@ -62,11 +62,15 @@ def _sklearn(atoms_unit: torch.Tensor, y: torch.Tensor, alpha: float, tau: float
     return torch.stack(out)
 
 
-def _assert_matches_sklearn(solver: ElasticNet, y: torch.Tensor, c: torch.Tensor) -> None:
+def _assert_matches_sklearn(
+    solver: ElasticNet, y: torch.Tensor, c: torch.Tensor, atoms: torch.Tensor | None = None
+) -> None:
+    """``c`` solves the problem on ``atoms`` (default: the solver's unit atoms) like sklearn."""
     alpha, tau = solver.config.alpha, solver.config.tau
-    ref = _sklearn(solver.atoms, y, alpha, tau)
-    ours_obj = elastic_net_objective(solver.atoms, y, c, alpha=alpha, tau=tau)
-    ref_obj = elastic_net_objective(solver.atoms, y, ref, alpha=alpha, tau=tau)
+    atoms = solver.atoms if atoms is None else atoms
+    ref = _sklearn(atoms, y, alpha, tau)
+    ours_obj = elastic_net_objective(atoms, y, c, alpha=alpha, tau=tau)
+    ref_obj = elastic_net_objective(atoms, y, ref, alpha=alpha, tau=tau)
     rel = (ours_obj - ref_obj).abs() / ref_obj.abs().clamp_min(1e-12)
     assert float(rel.max()) <= 1e-4, (ours_obj, ref_obj)
     ours_on, ref_on = c.double().abs(), ref.abs()
@@ -234,4 +238,4 @@ def test_cuda_matches_cpu(dtype: torch.dtype, batch: int) -> None:
     stored = gpu.atoms.cpu()
     viol = kkt_violation(stored, y.to(dtype).float(), c, alpha=0.05, tau=0.95)
     assert float(viol.max()) <= 1e-4
-    _assert_matches_sklearn(ElasticNet(stored), y.to(dtype).float(), c)
+    _assert_matches_sklearn(gpu, y.to(dtype).float(), c, atoms=stored)

@@ -36,8 +36,6 @@ class ElasticNetConfig:
     cpu_rowwise: bool = True
     """On CPU, solve rows one at a time in NumPy (far less per-call overhead); False runs
     the batched torch path that CUDA uses."""
-    cuda_graph: bool = True
-    """On CUDA, replay a captured graph for batch 1 (falls back to eager if capture fails)."""
 
     def __post_init__(self) -> None:
         _check_positive_float("alpha", self.alpha)

@@ -226,7 +226,9 @@ class ElasticNet:
         if self._gram_np is None and self._gram is not None:
             self._gram_np = self._gram.numpy()
         rows = []
-        for row in y:
+        # One matrix product screens every row; each row then goes its own way.
+        screens = (y.to(self._compute.dtype) @ self._compute.T).double().numpy()
+        for row, screen in zip(y, screens, strict=True):
             out = solve_single(
                 row,
                 self._compute,
@@ -237,6 +239,7 @@ class ElasticNet:
                 screen_size=cfg.screen_size,
                 max_rounds=cfg.max_iter,
                 max_pdas_iter=cfg.max_pdas_iter,
+                screen=screen,
             )
             if out is None:
                 return None

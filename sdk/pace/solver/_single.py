@@ -20,74 +20,106 @@ I64 = npt.NDArray[np.int64]
 
 
 def homotopy_np(
-    h: npt.NDArray[np.floating], b: F64, l1: float, max_steps: int, l2: float = 0.0
+    h: npt.NDArray[np.floating],
+    b: F64,
+    l1: float,
+    max_steps: int,
+    l2: float = 0.0,
+    tol: float = 1e-9,
 ) -> F64 | None:
     """The elastic-net path of ``min 1/2 c^T (h + l2 I) c - b^T c + l1 |c|_1`` for one row.
 
-    Same events as ``pace.solver._homotopy.homotopy``; returns ``None`` if the path takes
-    more than ``max_steps`` events (the caller then uses the batched safe path). ``h`` may
-    be larger than the active set needs: only its active rows are read at each step.
+    Same events as ``pace.solver._homotopy.homotopy``, with the inverse of the active
+    system updated in place (bordering on a join, a rank-one downdate on a leave) instead
+    of solved at every event. The end point is re-solved from scratch and its optimality
+    checked to ``tol``; returns ``None`` if that check fails, the system turns singular,
+    or the path takes more than ``max_steps`` events (the caller then takes the batched
+    safe path).
     """
     k = b.shape[0]
-    lam0 = float(np.abs(b).max()) if k else 0.0
-    c = np.zeros(k)
+    absb = np.abs(b)
+    lam0 = float(absb.max()) if k else 0.0
     if lam0 <= l1:
-        return c
+        return np.zeros(k)
     eps = 1e-10 * lam0
-    j0 = int(np.abs(b).argmax())
-    active = np.zeros(k, dtype=bool)
-    active[j0] = True
-    s = np.zeros(k)
-    s[j0] = np.sign(b[j0])
+    j0 = int(absb.argmax())
+    order = np.array([j0], dtype=np.int64)
+    rows = h[order].astype(np.float64)  # rows of h for the active set, in order
+    inv = np.array([[1.0 / (float(rows[0, j0]) + l2)]])
+    sgn = np.array([np.sign(b[j0])])
+    free = np.ones(k, dtype=bool)
+    free[j0] = False
     lam = lam0
     ninf = -np.inf
     for _ in range(max_steps):
-        ai = np.flatnonzero(active)
-        # h is symmetric: gather rows (contiguous), not columns.
-        h_rows = h[ai].astype(np.float64)
-        h_aa = h_rows[:, ai]
-        h_aa.flat[:: ai.size + 1] += l2
-        rhs = np.empty((ai.size, 2))
-        rhs[:, 0] = b[ai]
-        rhs[:, 1] = s[ai]
-        try:
-            uv = np.linalg.solve(h_aa, rhs)
-        except np.linalg.LinAlgError:
-            uv = np.linalg.lstsq(h_aa, rhs, rcond=None)[0]
-        u, v = uv[:, 0], uv[:, 1]
-        e = b - u @ h_rows
-        f = v @ h_rows
-        free = ~active
+        u = inv @ b[order]
+        v = inv @ sgn
+        e = b - u @ rows
+        f = v @ rows
+        lim = lam - eps
         with np.errstate(divide="ignore", invalid="ignore"):
-            leave = np.where(v != 0, u / v, ninf)
-            join_pos = np.where(free, e / (1.0 - f), ninf)
-            join_neg = np.where(free, -e / (1.0 + f), ninf)
-        leave = np.where((leave < lam - eps) & (leave > l1), leave, ninf)
-        join_pos = np.where((join_pos < lam - eps) & (join_pos > l1), join_pos, ninf)
-        join_neg = np.where((join_neg < lam - eps) & (join_neg > l1), join_neg, ninf)
+            leave = u / v
+            join_pos = e / (1.0 - f)
+            join_neg = -e / (1.0 + f)
+        leave[~((leave < lim) & (leave > l1))] = ninf
+        join_pos[~(free & (join_pos < lim) & (join_pos > l1))] = ninf
+        join_neg[~(free & (join_neg < lim) & (join_neg > l1))] = ninf
         # Overdue events (near-ties skipped by eps) happen at the current lam.
         d_now = e + lam * f
-        late_join = free & (np.abs(d_now) > lam + eps)
-        join_pos = np.where(late_join & (d_now > 0), lam, join_pos)
-        join_neg = np.where(late_join & (d_now < 0), lam, join_neg)
-        leave = np.where(s[ai] * (u - lam * v) < -1e-12, lam, leave)
+        late = free & (np.abs(d_now) > lam + eps)
+        join_pos[late & (d_now > 0)] = lam
+        join_neg[late & (d_now < 0)] = lam
+        leave[sgn * (u - lam * v) < -1e-12] = lam
         il, ip, ineg = int(leave.argmax()), int(join_pos.argmax()), int(join_neg.argmax())
         best = max(leave[il], join_pos[ip], join_neg[ineg])
         if best == ninf:
-            c[ai] = u - l1 * v
-            return c
+            return _end_point(rows, order, sgn, b, l1, l2, tol)
         if best == leave[il]:
-            j = int(ai[il])
-            active[j] = False
-            s[j] = 0.0
-        elif best == join_pos[ip]:
-            active[ip] = True
-            s[ip] = 1.0
+            col = inv[:, il].copy()
+            inv = np.delete(np.delete(inv - np.outer(col, col) / col[il], il, 0), il, 1)
+            free[order[il]] = True
+            order = np.delete(order, il)
+            rows = np.delete(rows, il, 0)
+            sgn = np.delete(sgn, il)
         else:
-            active[ineg] = True
-            s[ineg] = -1.0
+            j, sign = (ip, 1.0) if best == join_pos[ip] else (ineg, -1.0)
+            p = rows[:, j]
+            q = float(h[j, j]) + l2
+            z = inv @ p
+            sigma = q - float(p @ z)
+            if not sigma > 1e-12 * q:
+                return None  # the new atom is (numerically) in the span of the active ones
+            m = order.size
+            grown = np.empty((m + 1, m + 1))
+            grown[:m, :m] = inv + np.outer(z, z) / sigma
+            grown[:m, m] = grown[m, :m] = -z / sigma
+            grown[m, m] = 1.0 / sigma
+            inv = grown
+            free[j] = False
+            order = np.append(order, j)
+            rows = np.vstack([rows, h[j : j + 1].astype(np.float64)])
+            sgn = np.append(sgn, sign)
         lam = float(best)
     return None
+
+
+def _end_point(
+    rows: F64, order: I64, sgn: F64, b: F64, l1: float, l2: float, tol: float
+) -> F64 | None:
+    """Solve the final active system afresh and check its optimality on all of ``b``."""
+    h_aa = rows[:, order]
+    h_aa.flat[:: order.size + 1] += l2
+    try:
+        c_a = np.linalg.solve(h_aa, b[order] - l1 * sgn)
+    except np.linalg.LinAlgError:
+        return None
+    c = np.zeros(b.shape[0])
+    c[order] = c_a
+    d = b - c_a @ rows
+    d[order] = 0.0
+    if not (np.all(np.sign(c_a) == sgn) and np.all(np.abs(d) <= l1 + tol)):
+        return None
+    return c
 
 
 def pdas_np(h: F64, b: F64, l1: float, c: F64, max_iter: int) -> F64 | None:
@@ -126,6 +158,7 @@ def solve_single(
     screen_size: int,
     max_rounds: int,
     max_pdas_iter: int,
+    screen: F64 | None = None,
 ) -> tuple[I64, F64] | None:
     """Solve one row on the CPU; ``None`` if a path ran out of steps (use the batched path).
 
@@ -133,6 +166,7 @@ def solve_single(
         y: (d,) target on the CPU, any float dtype.
         compute: (n, d) unit atoms in the compute dtype (fp32 or fp64).
         gram: the cached ``compute @ compute.T`` as NumPy, or None.
+        screen: ``compute @ y`` in float64 if already computed (batched by the caller).
 
     Returns:
         ``(indices, values)`` over the final working set; values are exact zeros off the
@@ -140,7 +174,7 @@ def solve_single(
     """
     n = compute.shape[0]
     yc = y.to(compute.dtype)
-    r = (compute @ yc).double().numpy()
+    r = (compute @ yc).double().numpy() if screen is None else screen
     w = _top(np.abs(r), min(n, screen_size))
     y64 = yc.double().numpy()
     d_np = compute.numpy() if gram is None else None
@@ -159,7 +193,7 @@ def solve_single(
         # first round (and any PDAS that cycles) follows the exact path instead.
         c = None if c_prev is None else pdas_np(h, b, l1, c_prev, max_pdas_iter)
         if c is None:
-            c = homotopy_np(h, b, l1, max_steps=8 * len(w) + 16)
+            c = homotopy_np(h, b, l1, max_steps=8 * len(w) + 16, tol=tol)
             if c is None:
                 return None
         on = c != 0
