@@ -11,7 +11,9 @@ index. Two query sets, 200 each:
 Ground truth is exact cosine over the stored float16 values (NumPy). Timed per query:
 
 - ``http``: ``POST /v1/search/nearest`` over loopback (JSON with 4,096 floats);
-- ``db``: the same search through the store function in this process (no HTTP/JSON).
+- ``db``: the same search through the store function in this process (no HTTP/JSON);
+- ``pg``: PostgreSQL's own execution time of the index query (``EXPLAIN ANALYZE``
+  of the same SQL shape: HNSW pool + exact re-rank), i.e. without any round trips.
 
 The baseline in the same run is exact search (``exact: true``, a scan of all 40,000
 atoms), on a subset of the queries.
@@ -29,9 +31,12 @@ import numpy as np
 import psycopg
 from pace_service.copy import copy_in
 from pace_service.core.db import create_engine, create_session_factory
-from pace_service.store.search import NearestQuery, nearest
-from pace_service.store.search_index import ensure_search_index
+from pace_service.store.search import NearestQuery, nearest, pool_size
+from pace_service.store.search_index import ensure_search_index, quantized_expr
 from pace_service.store.vectors import atom_layout
+from pgvector import HalfVector
+from pgvector.psycopg import register_vector
+from psycopg import sql
 from service_harness import activation_like, machine, seed_concepts, service_under_test
 
 
@@ -108,6 +113,7 @@ def main() -> None:
                     nearest(session, ns_id, NearestQuery(model_id, 0, None, 10, q.tolist()))
                     db_lat.append(time.perf_counter() - t)
                     session.rollback()
+            pg_ms = _server_side_ms(sut.libpq_url, model_id, recipe_id, args.dim, queries)
             exact_lat: list[float] = []
             for i, q in enumerate(queries[: args.exact_queries]):
                 body = {
@@ -130,10 +136,40 @@ def main() -> None:
             )
             print(f"  db    p50 / p99    : {_pct(db_lat, 0.5):.2f} / {_pct(db_lat, 0.99):.2f} ms")
             print(
+                f"  pg    p50 / p99    : {np.quantile(pg_ms, 0.5):.2f} / "
+                f"{np.quantile(pg_ms, 0.99):.2f} ms (server-side execution)"
+            )
+            print(
                 f"  exact (baseline)   : p50 {_pct(exact_lat, 0.5):.1f} ms "
                 f"-> index path is {_pct(exact_lat, 0.5) / _pct(http_lat, 0.5):.0f}x faster"
             )
         engine.dispose()
+
+
+def _server_side_ms(
+    libpq_url: str, model_id: int, recipe_id: int, dim: int, queries: np.ndarray[Any, Any]
+) -> list[float]:
+    pool = pool_size(10, dim)
+    query = sql.SQL(
+        "EXPLAIN (ANALYZE, FORMAT JSON) WITH x AS MATERIALIZED (SELECT a.concept_id, a.vector "
+        "FROM atoms a WHERE a.model_id = {m} AND a.layer = 0 AND a.recipe_id = {r} "
+        "ORDER BY {qa} <~> {qq} LIMIT {pool}) "
+        "SELECT x.concept_id, x.vector <=> %(q)s AS dist FROM x ORDER BY dist LIMIT 10"
+    ).format(
+        m=sql.Literal(model_id),
+        r=sql.Literal(recipe_id),
+        qa=quantized_expr(dim, sql.SQL("a.vector")),
+        qq=quantized_expr(dim, sql.SQL("%(q)s::halfvec")),
+        pool=sql.Literal(pool),
+    )
+    out: list[float] = []
+    with psycopg.connect(libpq_url, autocommit=True) as conn:
+        register_vector(conn)
+        conn.execute(sql.SQL("SET hnsw.ef_search = {}").format(sql.Literal(2 * pool)))
+        for q in queries:
+            plan: Any = conn.execute(query, {"q": HalfVector(q.astype(np.float16))}).fetchone()
+            out.append(float(plan[0][0]["Execution Time"]))
+    return out
 
 
 def _namespace_id(libpq_url: str) -> int:
