@@ -1,0 +1,126 @@
+"""Present results: a rich table, a JSON file and a PNG chart.
+
+The chart's first panel plots alignment against perplexity, one point per method (a
+good method sits top-left: aligned and fluent); the second plots alignment against
+knowledge retained; the third shows the time per generated token.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from pace.evaluation.results import EvalResults
+
+__all__ = ["plot_results", "print_report", "results_table"]
+
+_COLORS = {
+    "vanilla": "#555555",
+    "prompting": "#8c564b",
+    "vecadd": "#1f77b4",
+    "orthoproj": "#ff7f0e",
+    "pace": "#2ca02c",
+}
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "-"
+    return format(value, spec)
+
+
+def results_table(results: EvalResults) -> Table:
+    """One row per method."""
+    table = Table(
+        title=(
+            f"{results.task}: {results.n_prompts} prompts, judge {results.judge}, "
+            f"model {results.model}"
+        ),
+        title_justify="left",
+    )
+    table.add_column("method")
+    table.add_column("aligned", justify="right")
+    table.add_column(f"mean {results.judge_score_name}", justify="right")
+    table.add_column("perplexity", justify="right")
+    table.add_column("distinct-2", justify="right")
+    table.add_column("length", justify="right")
+    table.add_column(f"knowledge ({results.n_questions})", justify="right")
+    table.add_column("ms/token", justify="right")
+    table.add_column("edit", justify="right")
+    for m in results.methods:
+        table.add_row(
+            m.label,
+            _fmt(m.alignment, ".1%"),
+            _fmt(m.judge_score, ".3f"),
+            _fmt(m.perplexity, ".2f"),
+            _fmt(m.distinct2, ".3f"),
+            _fmt(m.mean_length, ".1f"),
+            _fmt(m.knowledge, ".1%"),
+            _fmt(m.ms_per_token, ".1f"),
+            _fmt(m.edit_norm, ".3f"),
+        )
+    return table
+
+
+def print_report(results: EvalResults, console: Console | None = None) -> None:
+    """Print the table (and a note on what 'edit' means)."""
+    console = console or Console()
+    console.print(results_table(results))
+    console.print(
+        "[dim]aligned: share of responses the judge accepts; edit: mean ||z'-z||/||z|| over "
+        "edited token activations; perplexity under the unsteered model.[/dim]"
+    )
+
+
+def plot_results(results: EvalResults, path: str | os.PathLike[str]) -> Path:
+    """Write the PNG chart (see module docs); returns its path."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    methods = results.methods
+    fig, axes = plt.subplots(1, 3, figsize=(17, 5.5))
+    ax = axes[0]
+    for m in methods:
+        if not math.isfinite(m.perplexity):
+            continue
+        ax.scatter(m.perplexity, 100 * m.alignment, color=_COLORS.get(m.kind, "k"), s=40)
+        ax.annotate(m.label, (m.perplexity, 100 * m.alignment), fontsize=7,
+                    xytext=(3, 3), textcoords="offset points")  # fmt: skip
+    ppl = [m.perplexity for m in methods if math.isfinite(m.perplexity) and m.perplexity > 0]
+    if ppl and max(ppl) / min(ppl) > 20:
+        ax.set_xscale("log")
+    ax.set_xlabel("perplexity under the unsteered model (lower is more fluent)")
+    ax.set_ylabel(f"aligned responses, % ({results.judge})")
+    ax.set_title(f"{results.task}: alignment vs perplexity")
+    ax.grid(alpha=0.3)
+    ax = axes[1]
+    for m in methods:
+        if m.knowledge is None:
+            continue
+        ax.scatter(100 * m.knowledge, 100 * m.alignment, color=_COLORS.get(m.kind, "k"), s=40)
+        ax.annotate(m.label, (100 * m.knowledge, 100 * m.alignment), fontsize=7,
+                    xytext=(3, 3), textcoords="offset points")  # fmt: skip
+    ax.set_xlabel(f"knowledge retained: MC accuracy, % ({results.n_questions} questions)")
+    ax.set_ylabel("aligned responses, %")
+    ax.set_title("alignment vs knowledge")
+    ax.grid(alpha=0.3)
+    ax = axes[2]
+    labels = [m.label for m in methods]
+    ax.barh(range(len(methods)), [m.ms_per_token for m in methods],
+            color=[_COLORS.get(m.kind, "k") for m in methods])  # fmt: skip
+    ax.set_yticks(range(len(methods)), labels, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("ms per generated token")
+    ax.set_title("speed")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
