@@ -30,7 +30,7 @@ import torch
 from pace.solver._config import ElasticNetConfig
 from pace.solver._errors import ConvergenceError
 from pace.solver._kkt import unit_rows
-from pace.solver._single import solve_single
+from pace.solver._single import solve_rows
 from pace.solver._subproblem import solve_working_set
 
 __all__ = ["ElasticNet", "SparseCodes", "elastic_net"]
@@ -221,29 +221,23 @@ class ElasticNet:
         return SparseCodes(w, (c * valid).float())
 
     def _solve_rowwise(self, y: torch.Tensor) -> SparseCodes | None:
-        """Each row through the NumPy single-vector path; None if any row needs the safe path."""
+        """Rows solved one by one in NumPy, passes batched; None if any needs the safe path."""
         cfg = self._config
         if self._gram_np is None and self._gram is not None:
             self._gram_np = self._gram.numpy()
-        rows = []
-        # One matrix product screens every row; each row then goes its own way.
-        screens = (y.to(self._compute.dtype) @ self._compute.T).double().numpy()
-        for row, screen in zip(y, screens, strict=True):
-            out = solve_single(
-                row,
-                self._compute,
-                self._gram_np,
-                l1=cfg.l1,
-                l2=cfg.l2,
-                tol=cfg.tol,
-                screen_size=cfg.screen_size,
-                max_rounds=cfg.max_iter,
-                max_pdas_iter=cfg.max_pdas_iter,
-                screen=screen,
-            )
-            if out is None:
-                return None
-            rows.append(out)
+        rows = solve_rows(
+            y,
+            self._compute,
+            self._gram_np,
+            l1=cfg.l1,
+            l2=cfg.l2,
+            tol=cfg.tol,
+            screen_size=cfg.screen_size,
+            max_rounds=cfg.max_iter,
+            max_pdas_iter=cfg.max_pdas_iter,
+        )
+        if rows is None:
+            return None
         k = max(len(w) for w, _ in rows)
         idx = torch.zeros(len(rows), k, dtype=torch.int64)
         val = torch.zeros(len(rows), k, dtype=torch.float32)

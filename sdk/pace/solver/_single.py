@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-__all__ = ["homotopy_np", "pdas_np", "solve_single"]
+__all__ = ["homotopy_np", "pdas_np", "solve_rows"]
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -147,7 +147,7 @@ def pdas_np(h: F64, b: F64, l1: float, c: F64, max_iter: int) -> F64 | None:
     return None
 
 
-def solve_single(
+def solve_rows(
     y: torch.Tensor,
     compute: torch.Tensor,
     gram: npt.NDArray[np.floating] | None,
@@ -158,63 +158,103 @@ def solve_single(
     screen_size: int,
     max_rounds: int,
     max_pdas_iter: int,
-    screen: F64 | None = None,
-) -> tuple[I64, F64] | None:
-    """Solve one row on the CPU; ``None`` if a path ran out of steps (use the batched path).
+) -> list[tuple[I64, F64]] | None:
+    """Solve each row of ``y`` on the CPU; ``None`` if a path fails (use the batched path).
+
+    Rows go through the rounds in lockstep: each row's small problem is solved on its
+    own (NumPy), while the passes over the dictionary (screening, and the KKT check when
+    no Gram is cached) are one matrix product for all rows still open.
 
     Args:
-        y: (d,) target on the CPU, any float dtype.
+        y: (b, d) targets on the CPU, any float dtype.
         compute: (n, d) unit atoms in the compute dtype (fp32 or fp64).
         gram: the cached ``compute @ compute.T`` as NumPy, or None.
-        screen: ``compute @ y`` in float64 if already computed (batched by the caller).
 
     Returns:
-        ``(indices, values)`` over the final working set; values are exact zeros off the
-        support.
+        Per row ``(indices, values)`` over its final working set; values are exact zeros
+        off the support.
     """
     n = compute.shape[0]
     yc = y.to(compute.dtype)
-    r = (compute @ yc).double().numpy() if screen is None else screen
-    w = _top(np.abs(r), min(n, screen_size))
+    r_all = (yc @ compute.T).double().numpy()
     y64 = yc.double().numpy()
     d_np = compute.numpy() if gram is None else None
-    c_prev: F64 | None = None
+    ws = [_top(np.abs(r), min(n, screen_size)) for r in r_all]
+    warm: list[F64 | None] = [None] * len(ws)
+    out: list[tuple[I64, F64] | None] = [None] * len(ws)
+    open_rows = list(range(len(ws)))
     for _ in range(max_rounds):
-        if gram is not None:
-            h = gram[np.ix_(w, w)].astype(np.float64)
-            b = r[w]
-        else:
-            assert d_np is not None
-            dw = d_np[w].astype(np.float64)
-            h = dw @ dw.T
-            b = dw @ y64
-        h.flat[:: len(w) + 1] += l2
-        # Later rounds start next to the answer, where PDAS settles in a step or two; the
-        # first round (and any PDAS that cycles) follows the exact path instead.
-        c = None if c_prev is None else pdas_np(h, b, l1, c_prev, max_pdas_iter)
-        if c is None:
-            c = homotopy_np(h, b, l1, max_steps=8 * len(w) + 16, tol=tol)
+        solved: dict[int, F64] = {}
+        for i in open_rows:
+            w = ws[i]
+            if gram is not None:
+                h = gram[np.ix_(w, w)].astype(np.float64)
+                b = r_all[i, w]
+            else:
+                assert d_np is not None
+                dw = d_np[w].astype(np.float64)
+                h = dw @ dw.T
+                b = dw @ y64[i]
+            h.flat[:: len(w) + 1] += l2
+            # Later rounds start next to the answer, where PDAS settles in a step or two;
+            # the first round (and any PDAS that cycles) follows the exact path instead.
+            prev = warm[i]
+            c = None if prev is None else pdas_np(h, b, l1, prev, max_pdas_iter)
             if c is None:
-                return None
-        on = c != 0
-        if len(w) >= n:
-            return w, c
-        if gram is not None:
-            g = r - c[on] @ gram[w[on]]
-        else:
-            assert d_np is not None
-            res = y64 - c[on] @ d_np[w[on]].astype(np.float64)
-            g = (compute @ torch.from_numpy(res).to(compute.dtype)).double().numpy()
-        score = np.abs(g)
-        score[w] = 0.0
-        viol = np.flatnonzero(score > l1 + tol)
-        if viol.size == 0:
-            return w, c
-        m = min(viol.size, max(len(w), screen_size))
-        new = viol[_top(score[viol], m)]
-        w = np.concatenate([w, new])
-        c_prev = np.concatenate([c, np.zeros(m)])
+                c = homotopy_np(h, b, l1, max_steps=8 * len(w) + 16, tol=tol)
+                if c is None:
+                    return None
+            solved[i] = c
+        grads = _kkt_gradients(open_rows, ws, solved, r_all, y64, compute, gram, d_np)
+        still_open = []
+        for i, g in zip(open_rows, grads, strict=True):
+            w, c = ws[i], solved[i]
+            if g is None:  # every atom is in the working set
+                out[i] = (w, c)
+                continue
+            score = np.abs(g)
+            score[w] = 0.0
+            viol = np.flatnonzero(score > l1 + tol)
+            if viol.size == 0:
+                out[i] = (w, c)
+                continue
+            m = min(viol.size, max(len(w), screen_size))
+            ws[i] = np.concatenate([w, viol[_top(score[viol], m)]])
+            warm[i] = np.concatenate([c, np.zeros(m)])
+            still_open.append(i)
+        open_rows = still_open
+        if not open_rows:
+            return [o for o in out if o is not None]
     return None
+
+
+def _kkt_gradients(
+    rows: list[int],
+    ws: list[I64],
+    solved: dict[int, F64],
+    r_all: F64,
+    y64: F64,
+    compute: torch.Tensor,
+    gram: npt.NDArray[np.floating] | None,
+    d_np: npt.NDArray[np.floating] | None,
+) -> list[F64 | None]:
+    """``D (y - D^T c)`` per open row (None where W already holds every atom)."""
+    n = compute.shape[0]
+    if gram is not None:
+        grads: list[F64 | None] = []
+        for i in rows:
+            w, c = ws[i], solved[i]
+            on = c != 0
+            grads.append(None if len(w) >= n else r_all[i] - c[on] @ gram[w[on]])
+        return grads
+    assert d_np is not None
+    res = np.empty((len(rows), y64.shape[1]))
+    for k, i in enumerate(rows):
+        w, c = ws[i], solved[i]
+        on = c != 0
+        res[k] = y64[i] - c[on] @ d_np[w[on]].astype(np.float64)
+    g = (torch.from_numpy(res).to(compute.dtype) @ compute.T).double().numpy()
+    return [None if len(ws[i]) >= n else g[k] for k, i in enumerate(rows)]
 
 
 def _top(x: F64, k: int) -> I64:
