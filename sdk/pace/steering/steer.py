@@ -119,6 +119,8 @@ def _resolve(
         if any(len(s) != 2 for s in shapes.values()) or len(n_rows) != 1:
             raise SteeringError(f"atoms must be (n, d) with the same n per layer; got {shapes}")
         n = n_rows.pop()
+        if concept_names is not None and len(concept_names) != n:
+            raise SteeringError(f"concept_names has {len(concept_names)} names for {n} rows")
         names = list(concept_names) if concept_names is not None else [f"#{i}" for i in range(n)]
         if undesirable is None:
             raise SteeringError(
