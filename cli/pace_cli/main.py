@@ -11,7 +11,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, cast
 
 import typer
 
@@ -114,7 +114,8 @@ def concepts_import(
     if path.is_dir():
         if case_variants not in ("keep", "merge"):
             raise ValueError("--case-variants must be 'keep' or 'merge'")
-        imported = import_pace1m(path, case_variants=case_variants)
+        variants = cast(Literal["keep", "merge"], case_variants)
+        imported = import_pace1m(path, case_variants=variants)
         records = list(imported.records)
         console.print(imported.report.summary())
     else:

@@ -13,11 +13,18 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from pace.client import Client
 from pace.errors import PaceError
-from pace.pipeline.extract import ExtractedChunk, ExtractionSummary, Extractor, Recipe
+from pace.pipeline.extract import (
+    ExtractedChunk,
+    ExtractionSummary,
+    Extractor,
+    Recipe,
+    Reduction,
+    TokenPosition,
+)
 from pace.pipeline.jsonl import read_jsonl
 from pace.pipeline.llm import LLMClient, LLMConfig
 from pace.pipeline.partition import Partition
@@ -245,8 +252,8 @@ def apply_partition(
 
 def recipe_for(token_position: str, reduction: str, prompt_template: str) -> Recipe:
     return Recipe(
-        token_position=token_position,
-        reduction=reduction,
+        token_position=cast(TokenPosition, token_position),
+        reduction=cast(Reduction, reduction),
         prompt_template=prompt_template,
     )
 
