@@ -172,6 +172,20 @@ def test_solve_sparse_matches_dense() -> None:
     torch.testing.assert_close(recon, dense @ solver.atoms, atol=1e-5, rtol=1e-5)
 
 
+def test_y_that_requires_grad_or_is_an_inference_tensor() -> None:
+    # Hooks see activations inside autograd-enabled forwards and inside inference_mode.
+    atoms = _atoms(200, 32, correlated=True, seed=13)
+    y = _targets(atoms, 2, k=3, noise=0.05, seed=13)
+    solver = ElasticNet(atoms)
+    expected = solver.solve(y)
+    got = solver.solve(y.clone().requires_grad_(True))
+    assert not got.requires_grad
+    torch.testing.assert_close(got, expected)
+    with torch.inference_mode():
+        torch.testing.assert_close(solver.solve(y.clone()), expected)
+        torch.testing.assert_close(ElasticNet(atoms).solve(y.clone()), expected)
+
+
 def test_zero_y_gives_zero() -> None:
     solver = ElasticNet(_atoms(100, 32, correlated=False, seed=1))
     c = solver.solve(torch.zeros(2, 32))

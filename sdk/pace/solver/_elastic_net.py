@@ -150,7 +150,7 @@ class ElasticNet:
             ConvergenceError: the KKT conditions still fail after ``config.max_iter`` rounds.
         """
         one = self._check_y(y)
-        codes = self._solve_codes(y.reshape(-1, self.d))
+        codes = self._solve_codes(y.detach().reshape(-1, self.d))
         out = torch.zeros(codes.values.shape[0], self.n, dtype=torch.float32, device=self.device)
         out.scatter_add_(1, codes.indices, codes.values)
         return out[0] if one else out
@@ -162,10 +162,11 @@ class ElasticNet:
         a leading batch dimension of 1.
         """
         self._check_y(y)
-        return self._solve_codes(y.reshape(-1, self.d))
+        return self._solve_codes(y.detach().reshape(-1, self.d))
 
     # -- the algorithm ------------------------------------------------------------------
 
+    @torch.no_grad()
     def _solve_codes(self, y: torch.Tensor) -> SparseCodes:
         cfg = self._config
         bsz, n = y.shape[0], self.n
