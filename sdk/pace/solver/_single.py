@@ -16,6 +16,7 @@ import torch
 __all__ = ["homotopy_np", "pdas_np", "solve_rows"]
 
 F64 = npt.NDArray[np.float64]
+_SIGNS = np.array([[1.0], [-1.0]])
 I64 = npt.NDArray[np.int64]
 
 
@@ -45,61 +46,65 @@ def homotopy_np(
     j0 = int(absb.argmax())
     order = np.array([j0], dtype=np.int64)
     rows = h[order].astype(np.float64)  # rows of h for the active set, in order
+    bs = np.array([[b[j0], np.sign(b[j0])]])  # per active atom: b and its sign
     inv = np.array([[1.0 / (float(rows[0, j0]) + l2)]])
-    sgn = np.array([np.sign(b[j0])])
     free = np.ones(k, dtype=bool)
     free[j0] = False
     lam = lam0
     ninf = -np.inf
     for _ in range(max_steps):
-        u = inv @ b[order]
-        v = inv @ sgn
-        e = b - u @ rows
-        f = v @ rows
+        # Active part: c_A(lam) = u - lam v. Free part: d(lam) = e + lam f; it joins
+        # with sign +1 at lam = e / (1 - f) and with sign -1 at lam = -e / (1 + f).
+        uv = inv @ bs
+        ef = uv.T @ rows
+        u, v = uv[:, 0], uv[:, 1]
+        e, f = b - ef[0], ef[1]
         lim = lam - eps
         with np.errstate(divide="ignore", invalid="ignore"):
             leave = u / v
-            join_pos = e / (1.0 - f)
-            join_neg = -e / (1.0 + f)
+            join = (e * _SIGNS) / (1.0 - _SIGNS * f)  # (2, k): rows for sign +1, -1
         leave[~((leave < lim) & (leave > l1))] = ninf
-        join_pos[~(free & (join_pos < lim) & (join_pos > l1))] = ninf
-        join_neg[~(free & (join_neg < lim) & (join_neg > l1))] = ninf
+        join[~((join < lim) & (join > l1) & free)] = ninf
         # Overdue events (near-ties skipped by eps) happen at the current lam.
         d_now = e + lam * f
         late = free & (np.abs(d_now) > lam + eps)
-        join_pos[late & (d_now > 0)] = lam
-        join_neg[late & (d_now < 0)] = lam
-        leave[sgn * (u - lam * v) < -1e-12] = lam
-        il, ip, ineg = int(leave.argmax()), int(join_pos.argmax()), int(join_neg.argmax())
-        best = max(leave[il], join_pos[ip], join_neg[ineg])
-        if best == ninf:
-            return _end_point(rows, order, sgn, b, l1, l2, tol)
-        if best == leave[il]:
+        if late.any():
+            join[0, late & (d_now > 0)] = lam
+            join[1, late & (d_now < 0)] = lam
+        wrong = bs[:, 1] * (u - lam * v) < -1e-12
+        if wrong.any():
+            leave[wrong] = lam
+        il, jflat = int(leave.argmax()), int(join.argmax())
+        best_leave, best_join = leave[il], join.flat[jflat]
+        if best_leave == ninf and best_join == ninf:
+            return _end_point(rows, order, bs[:, 1], b, l1, l2, tol)
+        if best_leave >= best_join:
             col = inv[:, il].copy()
             inv = np.delete(np.delete(inv - np.outer(col, col) / col[il], il, 0), il, 1)
             free[order[il]] = True
             order = np.delete(order, il)
             rows = np.delete(rows, il, 0)
-            sgn = np.delete(sgn, il)
-        else:
-            j, sign = (ip, 1.0) if best == join_pos[ip] else (ineg, -1.0)
-            p = rows[:, j]
-            q = float(h[j, j]) + l2
-            z = inv @ p
-            sigma = q - float(p @ z)
-            if not sigma > 1e-12 * q:
-                return None  # the new atom is (numerically) in the span of the active ones
-            m = order.size
-            grown = np.empty((m + 1, m + 1))
-            grown[:m, :m] = inv + np.outer(z, z) / sigma
-            grown[:m, m] = grown[m, :m] = -z / sigma
-            grown[m, m] = 1.0 / sigma
-            inv = grown
-            free[j] = False
-            order = np.append(order, j)
-            rows = np.vstack([rows, h[j : j + 1].astype(np.float64)])
-            sgn = np.append(sgn, sign)
-        lam = float(best)
+            bs = np.delete(bs, il, 0)
+            lam = float(best_leave)
+            continue
+        j = jflat % k
+        p = rows[:, j]
+        q = float(h[j, j]) + l2
+        z = inv @ p
+        sigma = q - float(p @ z)
+        if not sigma > 1e-12 * q:
+            return None  # the new atom is (numerically) in the span of the active ones
+        m = order.size
+        grown = np.empty((m + 1, m + 1))
+        grown[:m, :m] = inv + np.outer(z, z) / sigma
+        grown[:m, m] = grown[m, :m] = -z / sigma
+        grown[m, m] = 1.0 / sigma
+        inv = grown
+        free[j] = False
+        order = np.append(order, j)
+        rows = np.vstack([rows, h[j : j + 1].astype(np.float64)])
+        bs = np.vstack([bs, [[b[j], 1.0 if jflat < k else -1.0]]])
+        lam = float(best_join)
     return None
 
 
