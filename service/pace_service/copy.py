@@ -93,19 +93,23 @@ class RowLayout:
             out[name] = 4 + 2 * self.dim if kind == "halfvec" else np.dtype(_SCALAR[kind]).itemsize
         return out
 
-    def encode(self, values: Mapping[str, np.ndarray[Any, Any] | int]) -> memoryview:
+    def encode(
+        self, values: Mapping[str, np.ndarray[Any, Any] | int], *, framed: bool = True
+    ) -> memoryview:
         """A complete COPY stream (header, rows, trailer) for the given columns.
 
         Each value is an array with one entry (or row, for ``halfvec``) per row, or a
         scalar repeated on every row. Vectors are converted to float16 here: the
-        caller checks ranges and finiteness first.
+        caller checks ranges and finiteness first. ``framed=False`` gives the rows
+        only, to stream several batches between one header and one trailer.
         """
         n = _row_count(self.columns, values)
         dt = self.dtype
-        header, trailer = len(COPY_HEADER), len(COPY_TRAILER)
+        header, trailer = (len(COPY_HEADER), len(COPY_TRAILER)) if framed else (0, 0)
         buf = np.empty(header + n * dt.itemsize + trailer, dtype=np.uint8)
-        buf[:header] = np.frombuffer(COPY_HEADER, dtype=np.uint8)
-        buf[header + n * dt.itemsize :] = np.frombuffer(COPY_TRAILER, dtype=np.uint8)
+        if framed:
+            buf[:header] = np.frombuffer(COPY_HEADER, dtype=np.uint8)
+            buf[header + n * dt.itemsize :] = np.frombuffer(COPY_TRAILER, dtype=np.uint8)
         rows = buf[header : header + n * dt.itemsize].view(dt)
         rows["_n"] = len(self.columns)
         for name, length in self._lengths().items():

@@ -27,9 +27,13 @@ def _stored(database_url: str, model_id: int) -> dict[tuple[int, int], np.ndarra
     return {(int(r[0]), int(r[1])): r[2].to_numpy() for r in rows}
 
 
+@pytest.mark.parametrize("ids_first", [False, True], ids=["buffered", "streamed"])
 def test_upload_round_trips_and_repeats_are_skipped(
-    client: Any, app: Any, write_key: str, database_url: str
+    client: Any, app: Any, write_key: str, database_url: str, ids_first: bool, monkeypatch: Any
 ) -> None:
+    from pace_service.store import upload_stream
+
+    monkeypatch.setattr(upload_stream, "_BATCH_BYTES", 1000)  # many COPY batches
     s = seed(app, n_concepts=50, hidden_size=64, num_layers=5)
     vecs = activation_like(200, 64).astype(np.float16)
     ids = [s.concept_ids[i % 50] for i in range(200)]
@@ -48,7 +52,12 @@ def test_upload_round_trips_and_repeats_are_skipped(
 
     # The same rows again plus 10 new ones: identical rows are skipped, not duplicated.
     more = activation_like(10, 64, seed=3).astype(np.float16)
-    body = upload_body(np.concatenate([vecs, more]), ids + s.concept_ids[:10], layers + [4] * 10)
+    body = upload_body(
+        np.concatenate([vecs, more]),
+        ids + s.concept_ids[:10],
+        layers + [4] * 10,
+        ids_first=ids_first,
+    )
     r = client.post(_url(s.model_id, s.recipe_id), content=body, headers=auth(write_key))
     assert r.json() == {"inserted": 10, "skipped": 200}
     assert len(_stored(database_url, s.model_id)) == 210
@@ -80,8 +89,9 @@ def test_float32_and_bfloat16_are_stored_as_float16(
         np.testing.assert_array_equal(stored[(0, cid)], expect[i])
 
 
+@pytest.mark.parametrize("ids_first", [False, True], ids=["buffered", "streamed"])
 def test_a_different_vector_for_a_stored_key_is_a_conflict_and_stores_nothing(
-    client: Any, app: Any, write_key: str, database_url: str
+    client: Any, app: Any, write_key: str, database_url: str, ids_first: bool
 ) -> None:
     s = seed(app, n_concepts=4, hidden_size=8)
     vecs = activation_like(2, 8).astype(np.float16)
@@ -97,6 +107,7 @@ def test_a_different_vector_for_a_stored_key_is_a_conflict_and_stores_nothing(
         np.concatenate([activation_like(2, 8, seed=5).astype(np.float16), changed]),
         s.concept_ids[2:4] + s.concept_ids[:2],
         0,
+        ids_first=ids_first,
     )
     r = client.post(_url(s.model_id, s.recipe_id), content=body, headers=auth(write_key))
     assert r.status_code == 409
@@ -310,3 +321,63 @@ def test_upload_builds_the_search_index_above_the_halfvec_hnsw_limit(
         ).fetchone()
     assert row is not None and row[0] is True
     assert f"bit({dim})" in row[1] and "hnsw" in row[1]
+
+
+def test_streamed_uploads_fail_mid_stream_with_the_same_errors(
+    client: Any, app: Any, write_key: str, database_url: str, monkeypatch: Any
+) -> None:
+    """Errors found after the COPY has started still roll everything back."""
+    from pace_service.store import upload_stream
+
+    monkeypatch.setattr(upload_stream, "_BATCH_BYTES", 64)  # one 32-dim row per batch
+    s = seed(app, n_concepts=40, hidden_size=32, num_layers=2)
+    vecs = activation_like(40, 32).astype(np.float16)
+    bad = vecs.copy()
+    bad[33, 5] = np.inf
+    url = _url(s.model_id, s.recipe_id)
+    r = client.post(
+        url, content=upload_body(bad, s.concept_ids, 0, ids_first=True), headers=auth(write_key)
+    )
+    assert (r.status_code, error_of(r)["code"], error_of(r)["field"]) == (
+        422,
+        "non_finite",
+        "vectors.33",
+    )
+    full = upload_body(vecs, s.concept_ids, 0, ids_first=True)
+    r = client.post(url, content=full[:-100], headers=auth(write_key))
+    assert (r.status_code, error_of(r)["code"], error_of(r)["field"]) == (
+        400,
+        "malformed_safetensors",
+        "vectors",
+    )
+    r = client.post(
+        url,
+        content=upload_body(vecs, s.concept_ids, [0, 2] * 20, ids_first=True),
+        headers=auth(write_key),
+    )
+    assert (r.status_code, error_of(r)["field"]) == (422, "layers.1")
+    assert _stored(database_url, s.model_id) == {}
+    r = client.post(url, content=full, headers=auth(write_key))
+    assert r.json() == {"inserted": 40, "skipped": 0}
+    stored = _stored(database_url, s.model_id)
+    np.testing.assert_array_equal(stored[(0, s.concept_ids[39])], vecs[39])
+
+
+def test_the_sdk_layout_is_streamed(app: Any) -> None:
+    """safetensors.numpy.save puts int64 tensors before float16 ones: the streaming case."""
+    from pace_service.store.upload_stream import StreamPlan, plan_stream
+    from safetensors.numpy import save
+
+    body = save(
+        {
+            "vectors": np.zeros((3, 8), np.float16),
+            "concept_ids": np.arange(3, dtype=np.int64),
+            "layers": np.zeros(3, np.int64),
+        }
+    )
+    plan = plan_stream(body, hidden_size=8)
+    assert isinstance(plan, StreamPlan) and plan.m == 3 and plan.concept_ids.tolist() == [0, 1, 2]
+    assert plan_stream(body, hidden_size=9) is None  # wrong dimension: buffered, precise 422
+    assert (
+        plan_stream(upload_body(np.zeros((3, 8), np.float16), [0, 1, 2], 0), hidden_size=8) is None
+    )

@@ -50,18 +50,25 @@ def safetensors_bytes(
 
 
 def upload_body(
-    vectors: np.ndarray[Any, Any], concept_ids: Sequence[int], layers: Sequence[int] | int
+    vectors: np.ndarray[Any, Any],
+    concept_ids: Sequence[int],
+    layers: Sequence[int] | int,
+    *,
+    ids_first: bool = False,
 ) -> bytes:
-    """The body of ``POST /v1/models/{id}/vectors``."""
+    """The body of ``POST /v1/models/{id}/vectors``.
+
+    ``ids_first=True`` lays the int64 tensors out before the vectors, as the safetensors
+    libraries do (the service then streams it); the default puts the vectors first
+    (the service buffers it).
+    """
     m = len(vectors)
     lay = np.full(m, layers, np.int64) if isinstance(layers, int) else np.asarray(layers, np.int64)
-    return safetensors_bytes(
-        {
-            "vectors": np.ascontiguousarray(vectors),
-            "concept_ids": np.asarray(concept_ids, np.int64),
-            "layers": lay,
-        }
-    )
+    ids = np.asarray(concept_ids, np.int64)
+    vec = np.ascontiguousarray(vectors)
+    if ids_first:
+        return safetensors_bytes({"concept_ids": ids, "layers": lay, "vectors": vec})
+    return safetensors_bytes({"vectors": vec, "concept_ids": ids, "layers": lay})
 
 
 def activation_like(n: int, d: int, *, seed: int = 0, rank: int = 32) -> np.ndarray[Any, Any]:

@@ -44,11 +44,18 @@ from .access import concept_readable_clause
 
 __all__ = [
     "FLOAT16_MAX",
+    "KeyBatch",
     "UploadResult",
     "VectorBatch",
     "atom_layout",
+    "check_concepts",
+    "check_keys",
     "decode_upload",
     "driver_connection",
+    "existing_rows",
+    "float_rows",
+    "lock_atoms",
+    "non_finite_rows",
     "store_vectors",
     "vectors_present",
 ]
@@ -62,6 +69,17 @@ class VectorBatch:
     """A decoded upload: float16 (m, d) vectors, int64 concept ids and layers."""
 
     vectors: np.ndarray[Any, np.dtype[np.float16]]
+    concept_ids: np.ndarray[Any, np.dtype[np.int64]]
+    layers: np.ndarray[Any, np.dtype[np.int64]]
+
+    def __len__(self) -> int:
+        return int(self.concept_ids.shape[0])
+
+
+@dataclass(frozen=True)
+class KeyBatch:
+    """The keys of an upload whose vectors are still arriving."""
+
     concept_ids: np.ndarray[Any, np.dtype[np.int64]]
     layers: np.ndarray[Any, np.dtype[np.int64]]
 
@@ -122,7 +140,7 @@ def _ints(name: str, dtype: str, array: np.ndarray[Any, Any], m: int) -> np.ndar
     return array.astype(np.int64)
 
 
-def _non_finite_rows(vectors: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+def non_finite_rows(vectors: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
     """Rows with NaN/Inf (or, for wider floats, values float16 cannot hold).
 
     One reduction over the whole matrix first; rows are located only on failure.
@@ -161,7 +179,7 @@ def decode_upload(body: bytes | memoryview, *, hidden_size: int, num_layers: int
         )
     concept_ids = _ints("concept_ids", *tensors["concept_ids"], m)
     layers = _ints("layers", *tensors["layers"], m)
-    bad_rows = _non_finite_rows(vectors)
+    bad_rows = non_finite_rows(vectors)
     if len(bad_rows):
         row = int(bad_rows[0])
         raise NonFinite(
@@ -170,6 +188,15 @@ def decode_upload(body: bytes | memoryview, *, hidden_size: int, num_layers: int
             field=f"vectors.{row}",
         )
     half = vectors if vectors.dtype == np.float16 else vectors.astype(np.float16)
+    check_keys(concept_ids, layers, num_layers)
+    return VectorBatch(vectors=half, concept_ids=concept_ids, layers=layers)
+
+
+def check_keys(
+    concept_ids: np.ndarray[Any, Any], layers: np.ndarray[Any, Any], num_layers: int
+) -> None:
+    """Layers inside ``[0, num_layers)`` and no (concept, layer) twice (422 otherwise)."""
+    m = len(concept_ids)
     if m and (layers.min() < 0 or layers.max() >= num_layers):
         row = int(np.flatnonzero((layers < 0) | (layers >= num_layers))[0])
         raise ValidationFailed(
@@ -181,7 +208,6 @@ def decode_upload(body: bytes | memoryview, *, hidden_size: int, num_layers: int
         raise ValidationFailed(
             "the same (concept, layer) appears twice in the upload", field="concept_ids"
         )
-    return VectorBatch(vectors=half, concept_ids=concept_ids, layers=layers)
 
 
 def _id_in(ids: Sequence[int]) -> ColumnElement[bool]:
@@ -191,7 +217,7 @@ def _id_in(ids: Sequence[int]) -> ColumnElement[bool]:
     )
 
 
-def _check_concepts(session: Session, namespace_id: int, concept_ids: np.ndarray[Any, Any]) -> None:
+def check_concepts(session: Session, namespace_id: int, concept_ids: np.ndarray[Any, Any]) -> None:
     """404 for unknown/unreadable concepts, 403 for readable ones of another namespace."""
     wanted = np.unique(concept_ids)
     if not len(wanted):
@@ -228,8 +254,12 @@ def _check_concepts(session: Session, namespace_id: int, concept_ids: np.ndarray
     )
 
 
-def _existing(
-    conn: psycopg.Connection[Any], model_id: int, recipe_id: int, batch: VectorBatch, dim: int
+def existing_rows(
+    conn: psycopg.Connection[Any],
+    model_id: int,
+    recipe_id: int,
+    batch: VectorBatch | KeyBatch,
+    dim: int,
 ) -> np.ndarray[Any, Any]:
     """Stored rows among the upload's keys: a structured array (layer, concept_id, vector).
 
@@ -257,20 +287,30 @@ def _existing(
     return copy_out(conn, query, layout)
 
 
+def lock_atoms(conn: psycopg.Connection[Any], model_id: int, recipe_id: int) -> None:
+    """Serialize uploads to one (model, recipe) until the transaction ends."""
+    conn.execute(
+        "SELECT pg_advisory_xact_lock(%s, %s)",
+        (_LOCK_CLASS, (model_id * 1_000_003 + recipe_id) & 0x7FFFFFFF),
+    )
+
+
+def float_rows(dtype: str, array: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """Rows of a float tensor as float16/float32 (bfloat16 arrives as its uint16 bits)."""
+    return _floats("vectors", dtype, array)
+
+
 def store_vectors(
     session: Session, *, namespace_id: int, model: Model, recipe_id: int, batch: VectorBatch
 ) -> UploadResult:
     """Insert the batch's new rows (one binary COPY) in the session's transaction."""
-    _check_concepts(session, namespace_id, batch.concept_ids)
+    check_concepts(session, namespace_id, batch.concept_ids)
     conn = driver_connection(session)
-    conn.execute(
-        "SELECT pg_advisory_xact_lock(%s, %s)",
-        (_LOCK_CLASS, (model.id * 1_000_003 + recipe_id) & 0x7FFFFFFF),
-    )
+    lock_atoms(conn, model.id, recipe_id)
     keep = np.ones(len(batch), dtype=bool)
     skipped = 0
     if len(batch):
-        existing = _existing(conn, model.id, recipe_id, batch, model.hidden_size)
+        existing = existing_rows(conn, model.id, recipe_id, batch, model.hidden_size)
         if len(existing):
             index = {
                 (int(layer), int(cid)): i

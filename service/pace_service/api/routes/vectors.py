@@ -9,17 +9,26 @@ failed or interrupted upload stores nothing. Search indexes for newly populated
 
 from __future__ import annotations
 
-from typing import Annotated
+import asyncio
+import contextlib
+import queue
+from collections.abc import AsyncIterator
+from functools import partial
+from typing import Annotated, Any
 
+import numpy as np
 from fastapi import APIRouter, BackgroundTasks, Query, Request, status
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from ...errors import EmptyBody, PayloadTooLarge
+from ...models import Model
 from ...schemas.vectors import UploadResultPublic, VectorsPresentPublic, VectorsPresentRequest
 from ...store import models as model_store
 from ...store import vectors as store
 from ...store.search_index import ensure_search_indexes, search_index_ready
-from ..deps import AuthDep, SessionDep, SettingsDep, WriteDep
+from ...store.upload_stream import ABORT, StreamPlan, plan_stream, stream_into_copy
+from ..deps import AuthDep, Principal, SessionDep, SettingsDep, WriteDep
 
 __all__ = ["router"]
 
@@ -35,15 +44,70 @@ _UPLOAD_BODY = {
 }
 
 
-async def _read_body(request: Request, limit: int) -> bytearray:
+async def _receive(
+    request: Request, limit: int, model: Model
+) -> tuple[bytearray, StreamPlan | None, AsyncIterator[bytes]]:
+    """Read until the body can be streamed (a plan) or has ended (no plan)."""
+    stream = request.stream()
     body = bytearray()
-    async for chunk in request.stream():
+    need: int | None = 8
+    async for chunk in stream:
         body += chunk
         if len(body) > limit:
             raise PayloadTooLarge(f"request body is over the {limit}-byte limit", field="body")
+        if need is not None and len(body) >= need:
+            decided = plan_stream(body, hidden_size=model.hidden_size)
+            if isinstance(decided, StreamPlan):
+                return body, decided, stream
+            need = decided
     if not body:
         raise EmptyBody("the request body is empty; send a safetensors file", field="body")
-    return body
+    return body, None, stream
+
+
+async def _stream(
+    session: Session,
+    principal: Principal,
+    model: Model,
+    recipe_id: int,
+    limit: int,
+    body: bytearray,
+    plan: StreamPlan,
+    stream: AsyncIterator[bytes],
+) -> store.UploadResult:
+    """Feed the rest of the body to a COPY running in a worker thread."""
+    chunks: queue.Queue[bytes | None] = queue.Queue()
+    received = len(body)
+    task = asyncio.ensure_future(
+        run_in_threadpool(
+            partial(
+                stream_into_copy,
+                session,
+                namespace_id=principal.namespace_id,
+                model=model,
+                recipe_id=recipe_id,
+                plan=plan,
+                first=bytes(body[plan.vectors_begin :]),
+                chunks=chunks,
+            )
+        )
+    )
+    del body
+    try:
+        async for chunk in stream:
+            received += len(chunk)
+            if received > limit:
+                raise PayloadTooLarge(f"request body is over the {limit}-byte limit", field="body")
+            if task.done():  # failed early (or all rows are in): stop feeding it
+                break
+            chunks.put(chunk)
+        chunks.put(None)
+    except BaseException:
+        chunks.put(ABORT)
+        with contextlib.suppress(BaseException):
+            await task
+        raise
+    return await task
 
 
 @router.post(
@@ -64,35 +128,57 @@ async def upload_vectors(
     """Store atoms for one model and recipe: one transaction, one binary COPY.
 
     Identical rows already stored are ``skipped``; a different stored vector is 409.
+    A body laid out as the safetensors libraries write it (int64 tensors first) is
+    COPYed while it is still arriving.
     """
-    body = await _read_body(request, settings.max_upload_bytes)
 
-    def work() -> tuple[store.UploadResult, int, list[int]]:
+    def lookup() -> Model:
         model = model_store.get_model(session, model_id)
         model_store.get_recipe(session, recipe_id)
-        batch = store.decode_upload(
-            memoryview(body), hidden_size=model.hidden_size, num_layers=model.num_layers
-        )
-        result = store.store_vectors(
-            session,
-            namespace_id=principal.namespace_id,
-            model=model,
-            recipe_id=recipe_id,
-            batch=batch,
-        )
+        return model
+
+    model = await run_in_threadpool(lookup)
+    limit = settings.max_upload_bytes
+    body, plan, stream = await _receive(request, limit, model)
+    if plan is not None:
+        result = await _stream(session, principal, model, recipe_id, limit, body, plan, stream)
+        layers = plan.layers
+    else:
+
+        def buffered() -> tuple[store.UploadResult, np.ndarray[Any, Any]]:
+            batch = store.decode_upload(
+                memoryview(body), hidden_size=model.hidden_size, num_layers=model.num_layers
+            )
+            stored = store.store_vectors(
+                session,
+                namespace_id=principal.namespace_id,
+                model=model,
+                recipe_id=recipe_id,
+                batch=batch,
+            )
+            return stored, batch.layers
+
+        result, layers = await run_in_threadpool(buffered)
+
+    def missing_indexes() -> list[int]:
         conn = store.driver_connection(session)
-        missing = [
+        return [
             int(layer)
-            for layer in sorted(set(batch.layers.tolist()))
+            for layer in sorted(set(layers.tolist()))
             if not search_index_ready(conn, model_id, int(layer), recipe_id)
         ]
-        return result, model.hidden_size, missing
 
-    result, dim, missing = await run_in_threadpool(work)
-    if result.inserted and missing:
-        background.add_task(
-            ensure_search_indexes, request.app.state.engine, model_id, recipe_id, missing, dim
-        )
+    if result.inserted:
+        missing = await run_in_threadpool(missing_indexes)
+        if missing:
+            background.add_task(
+                ensure_search_indexes,
+                request.app.state.engine,
+                model_id,
+                recipe_id,
+                missing,
+                model.hidden_size,
+            )
     return UploadResultPublic(inserted=result.inserted, skipped=result.skipped)
 
 
