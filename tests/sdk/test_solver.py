@@ -130,6 +130,23 @@ def test_solver_paths_agree_with_sklearn(config: ElasticNetConfig) -> None:
     _assert_matches_sklearn(solver, y, solver.solve(y))
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_low_precision_passes_stay_exact(dtype: torch.dtype) -> None:
+    # What CUDA does: screening and KKT passes over D in the atoms' half precision, with
+    # a rounding margin, and the working set in fp32. Emulated on the CPU by pointing the
+    # solver's pass matrix at the stored half-precision atoms.
+    from pace.solver._elastic_net import _PASS_MARGIN
+
+    atoms = _atoms(300, 64, correlated=True, seed=14).to(dtype)
+    y = _targets(atoms.float(), 4, k=8, noise=0.05, seed=14)
+    solver = ElasticNet(atoms, config=ElasticNetConfig(cpu_rowwise=False, gram_max_n=0))
+    solver._compute = solver.atoms
+    solver._margin = _PASS_MARGIN[dtype]
+    c = solver.solve(y)
+    assert float(kkt_violation(solver.atoms, y, c, alpha=0.05, tau=0.95).max()) <= 1e-5
+    _assert_matches_sklearn(solver, y, c)
+
+
 def test_kkt_conditions_hold_on_output() -> None:
     atoms = _atoms(1000, 128, correlated=True, seed=3)
     y = torch.cat([_targets(atoms, 5, k=4, noise=0.3, seed=3), torch.zeros(1, 128)])
