@@ -14,10 +14,11 @@ Submodules: :mod:`~pace.evaluation.judges`, :mod:`~pace.evaluation.fluency`,
 :mod:`~pace.evaluation.report`, :mod:`~pace.evaluation.sweep`, :mod:`~pace.evaluation.cli`.
 """
 
-from pace.evaluation.atoms import MEAN_ATOM_NAME, transform_atoms
+from pace.evaluation.atoms import MEAN_ATOM_NAME, select_layers, transform_atoms
 from pace.evaluation.errors import EvaluationError
 from pace.evaluation.fluency import distinct_n, response_perplexity
 from pace.evaluation.generation import Decoding, Generations, generate_responses
+from pace.evaluation.guards import SinkGuard
 from pace.evaluation.harness import EditMeter, evaluate
 from pace.evaluation.judges import Judge, LLMJudge, ToxicityJudge, VaderJudge, Verdict, make_judge
 from pace.evaluation.knowledge import Knowledge, mc_accuracy
@@ -53,6 +54,7 @@ __all__ = [
     "MethodSpec",
     "Prompt",
     "ResponseRecord",
+    "SinkGuard",
     "Task",
     "ToxicityJudge",
     "VaderJudge",
@@ -75,6 +77,7 @@ __all__ = [
     "print_report",
     "response_perplexity",
     "results_table",
+    "select_layers",
     "starter_dictionary",
     "sweep_methods",
     "transform_atoms",

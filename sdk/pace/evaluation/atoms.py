@@ -19,12 +19,15 @@ Example::
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
+from dataclasses import replace
 
 import torch
 
 from pace.dictionary import BENIGN, ConceptDictionary
+from pace.evaluation.errors import EvaluationError
 
-__all__ = ["MEAN_ATOM_NAME", "transform_atoms"]
+__all__ = ["MEAN_ATOM_NAME", "select_layers", "transform_atoms"]
 
 MEAN_ATOM_NAME = "(mean activation)"
 
@@ -66,3 +69,14 @@ def transform_atoms(
         scores=scores,
         metadata=meta,
     )
+
+
+def select_layers(dictionary: ConceptDictionary, layers: Iterable[int]) -> ConceptDictionary:
+    """A copy with only ``layers`` (each must be in the dictionary)."""
+    chosen = sorted({int(x) for x in layers})
+    missing = [x for x in chosen if x not in dictionary.atoms]
+    if missing or not chosen:
+        raise EvaluationError(
+            f"the dictionary has no atoms for layers {missing or chosen} (has {dictionary.layers})"
+        )
+    return replace(dictionary, atoms={x: dictionary.atoms[x] for x in chosen})

@@ -69,6 +69,13 @@ def run(
     mean_atom: Annotated[
         bool, typer.Option(help="Add the mean atom as one more benign concept.")
     ] = False,
+    sink_guard: Annotated[
+        float,
+        typer.Option(
+            help="Leave tokens whose activation norm is over this many times the median "
+            "(attention sinks) unedited, in every method; 0 edits every token."
+        ),
+    ] = 0.0,
     judge: Annotated[
         str | None, typer.Option(help="vader | toxicity | llm; default: the task's.")
     ] = None,
@@ -102,7 +109,7 @@ def run(
 ) -> None:
     """Run the harness: one table, results.json and chart.png under --out."""
     from pace.dictionary import ConceptDictionary
-    from pace.evaluation.atoms import transform_atoms
+    from pace.evaluation.atoms import select_layers, transform_atoms
     from pace.evaluation.errors import EvaluationError
     from pace.evaluation.generation import Decoding
     from pace.evaluation.harness import evaluate
@@ -147,25 +154,29 @@ def run(
         raise _fail(str(exc)) from exc
     needed = sorted({x for ls in layer_sets for x in ls})
     if dictionary is not None:
-        d = ConceptDictionary.load(dictionary)
-        missing = [x for x in needed if x not in d.atoms]
-        if missing:
-            raise _fail(f"--dictionary has no atoms for layers {missing} (has {d.layers})")
+        try:
+            d = ConceptDictionary.load(dictionary)
+        except (OSError, ValueError) as exc:
+            raise _fail(f"--dictionary: {exc}") from exc
         if d.labels is None:
             d = label_dictionary(d, load_partition_labels(task_obj), task=task_obj.name)
     else:
+        # Every layer is extracted once (one cache entry for all layer sweeps), then cut.
         with _console.status("building the starter dictionary (cached after the first run)"):
             d = starter_dictionary(
                 lm,
                 tok,
                 model_id=packaged_model_id(model),
-                layers=needed,
+                layers=range(n_layers),
                 recipe=recipe,
                 task=task_obj,
                 limit=concept_limit,
                 cache_dir=cache_dir,
             )
-    d = transform_atoms(d, center=center, mean_atom=mean_atom)
+    try:
+        d = transform_atoms(select_layers(d, needed), center=center, mean_atom=mean_atom)
+    except EvaluationError as exc:
+        raise _fail(str(exc)) from exc
     _console.print(
         f"{len(d)} concepts ({int(d.undesirable.sum())} undesirable for {task_obj.name}), "
         f"{len(specs)} methods, {len(prompt_list)} prompts, judge {judge_obj.name}"
@@ -188,6 +199,7 @@ def run(
             knowledge=questions,
             model_name=packaged_model_id(model),
             keep_responses=keep_responses,
+            sink_ratio=sink_guard or None,
             on_method=progress,
         )
     except EvaluationError as exc:

@@ -28,6 +28,7 @@ from pace.dictionary import ConceptDictionary
 from pace.evaluation.errors import EvaluationError
 from pace.evaluation.fluency import distinct_n, mean_length, response_perplexity
 from pace.evaluation.generation import Decoding, generate_responses
+from pace.evaluation.guards import SinkGuard
 from pace.evaluation.judges import Judge, make_judge
 from pace.evaluation.knowledge import mc_accuracy
 from pace.evaluation.methods import MethodSpec
@@ -66,7 +67,7 @@ class EditMeter:
 
 @contextlib.contextmanager
 def _steering(
-    model: Any, dictionary: ConceptDictionary, spec: MethodSpec
+    model: Any, dictionary: ConceptDictionary, spec: MethodSpec, sink_ratio: float | None
 ) -> Iterator[EditMeter | None]:
     method = spec.edit_method()
     if method is None:
@@ -74,7 +75,7 @@ def _steering(
         return
     from pace.steering import steer
 
-    meter = EditMeter(method)
+    meter = EditMeter(SinkGuard(method, sink_ratio) if sink_ratio else method)
     with steer(model, dictionary, method=meter, layers=spec.layers):
         yield meter
 
@@ -93,6 +94,7 @@ def evaluate(
     system_prompt: str | None = None,
     model_name: str = "",
     keep_responses: bool = True,
+    sink_ratio: float | None = None,
     on_method: Callable[[int, int, MethodSpec], None] | None = None,
 ) -> EvalResults:
     """Evaluate ``methods`` on ``task`` (see the module docs).
@@ -103,6 +105,8 @@ def evaluate(
         judge: default: the task's default judge (:func:`make_judge`).
         knowledge: multiple-choice questions, or None to skip the knowledge measure.
         system_prompt: the prompting baseline's system prompt; default: the task's.
+        sink_ratio: leave attention-sink tokens unedited in every editing method
+            (:class:`~pace.evaluation.guards.SinkGuard` with this ratio); None edits all.
         on_method: progress callback ``(index, total, spec)`` before each method.
     """
     task_obj = task if isinstance(task, Task) else get_task(task)
@@ -123,7 +127,7 @@ def evaluate(
             on_method(i, len(methods), spec)
         sys_prompt = system if spec.kind == "prompting" else None
         know = None
-        with _steering(model, dictionary, spec) as meter:
+        with _steering(model, dictionary, spec, sink_ratio) as meter:
             gens = generate_responses(model, tokenizer, texts, decoding, system_prompt=sys_prompt)
             edit_norm = meter.mean if meter is not None else None
             if knowledge:
@@ -176,5 +180,5 @@ def evaluate(
         n_prompts=len(prompts),
         n_questions=len(knowledge) if knowledge else 0,
         methods=results,
-        extra={"torch_threads": torch.get_num_threads()},
+        extra={"torch_threads": torch.get_num_threads(), "sink_ratio": sink_ratio},
     )

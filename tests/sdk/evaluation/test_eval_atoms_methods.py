@@ -90,3 +90,28 @@ def test_layer_and_number_parsing() -> None:
     assert parse_floats("0.05, 0.1", "--alpha") == [0.05, 0.1]
     with pytest.raises(EvaluationError, match="--alpha"):
         parse_floats("x", "--alpha")
+
+
+def test_sink_guard_leaves_massive_activations_unedited() -> None:
+    from pace.evaluation import SinkGuard
+
+    g = torch.Generator().manual_seed(1)
+    atoms = torch.randn(6, 16, generator=g)
+    undesirable = torch.tensor([True, True, False, False, False, False])
+    z = torch.randn(5, 16, generator=g)
+    z[2] *= 1000.0  # an attention sink
+    plain, _ = PaCE(alpha=0.01).prepare(atoms, undesirable)(z)
+    guarded_edit = SinkGuard(PaCE(alpha=0.01), ratio=10).prepare(atoms, undesirable)
+    out, coef = guarded_edit(z)
+    assert torch.equal(out[2], z[2])
+    assert coef is not None and coef.shape == (5, 2) and not bool(coef[2].any())
+    assert not torch.equal(plain[2], z[2])  # unguarded, the sink would have been edited
+    # Ordinary rows get exactly the wrapped method's edit.
+    ordinary = [0, 1, 3, 4]
+    expected, _ = PaCE(alpha=0.01).prepare(atoms, undesirable)(z[ordinary])
+    assert torch.allclose(out[ordinary], expected, atol=1e-5)
+    # A decode step (fewer than 3 rows) is edited as usual.
+    step, _ = guarded_edit(z[:2])
+    assert not torch.equal(step, z[:2])
+    with pytest.raises(EvaluationError, match="> 1"):
+        SinkGuard(VecAdd(), ratio=1.0)
