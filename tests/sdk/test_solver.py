@@ -14,6 +14,7 @@ import torch
 from pace.solver import (
     ElasticNet,
     ElasticNetConfig,
+    SparseCodes,
     elastic_net,
     elastic_net_objective,
     fista_elastic_net,
@@ -201,6 +202,38 @@ def test_y_that_requires_grad_or_is_an_inference_tensor() -> None:
     with torch.inference_mode():
         torch.testing.assert_close(solver.solve(y.clone()), expected)
         torch.testing.assert_close(ElasticNet(atoms).solve(y.clone()), expected)
+
+
+def test_warm_start_gives_the_same_optimum() -> None:
+    atoms = _atoms(800, 96, correlated=True, seed=15)
+    y = _targets(atoms, 3, k=8, noise=0.05, seed=15)
+    g = torch.Generator().manual_seed(15)
+    y_next = y + 0.2 * torch.randn(y.shape, generator=g) / 96**0.5  # "the next token"
+    y_next = y_next / y_next.norm(dim=1, keepdim=True)
+    solver = ElasticNet(atoms)
+    cold = solver.solve(y_next)
+    for config in (ElasticNetConfig(), BATCHED):
+        s = ElasticNet(atoms, config=config)
+        warm = s.solve(y_next, warm_start=s.solve_sparse(y))
+        assert torch.equal(warm.abs() > SUPPORT_EPS, cold.abs() > SUPPORT_EPS)
+        torch.testing.assert_close(warm, cold, atol=2e-5, rtol=1e-4)
+    # A warm start from an unrelated answer, with duplicate indices, is still only a hint.
+    bogus = SparseCodes(torch.tensor([[5, 5, 7]] * 3), torch.tensor([[1.0, 2.0, -3.0]] * 3))
+    torch.testing.assert_close(solver.solve(y_next, warm_start=bogus), cold, atol=2e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("codes", "message"),
+    [
+        (SparseCodes(torch.zeros(2, 3, dtype=torch.long), torch.zeros(2, 3)), "b = 3 rows"),
+        (SparseCodes(torch.zeros(3, 3, dtype=torch.long), torch.zeros(3, 2)), "b = 3 rows"),
+        (SparseCodes(torch.full((3, 1), 800), torch.ones(3, 1)), r"\[0, 800\)"),
+    ],
+)
+def test_bad_warm_start(codes: SparseCodes, message: str) -> None:
+    solver = ElasticNet(_atoms(800, 96, correlated=False, seed=1))
+    with pytest.raises(ValueError, match=message):
+        solver.solve(torch.ones(3, 96), warm_start=codes)
 
 
 def test_zero_y_gives_zero() -> None:

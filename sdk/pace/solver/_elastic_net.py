@@ -136,11 +136,15 @@ class ElasticNet:
         """The solver settings, including ``alpha`` and ``tau``."""
         return self._config
 
-    def solve(self, y: torch.Tensor) -> torch.Tensor:
+    def solve(self, y: torch.Tensor, *, warm_start: SparseCodes | None = None) -> torch.Tensor:
         """Solve the elastic net for each row of ``y``.
 
         Args:
             y: (b, d) or (d,) floating tensor on the solver's device.
+            warm_start: an earlier ``solve_sparse`` result for the same batch size (say,
+                this layer at the previous token). It only seeds the working set and the
+                first active-set guess (CPU path); the answer is the same optimum either
+                way, usually sooner when the supports overlap.
 
         Returns:
             (b, n) float32 coefficients, or (n,) for a 1-D ``y``; exact zeros off the support.
@@ -150,33 +154,36 @@ class ElasticNet:
             ConvergenceError: the KKT conditions still fail after ``config.max_iter`` rounds.
         """
         one = self._check_y(y)
-        codes = self._solve_codes(y.detach().reshape(-1, self.d))
+        codes = self._solve_codes(y.detach().reshape(-1, self.d), warm_start)
         out = torch.zeros(codes.values.shape[0], self.n, dtype=torch.float32, device=self.device)
         out.scatter_add_(1, codes.indices, codes.values)
         return out[0] if one else out
 
-    def solve_sparse(self, y: torch.Tensor) -> SparseCodes:
+    def solve_sparse(
+        self, y: torch.Tensor, *, warm_start: SparseCodes | None = None
+    ) -> SparseCodes:
         """Like ``solve`` but return each row's working set and its coefficients.
 
         The support is the slots with nonzero ``values``. For a 1-D ``y`` the result has
         a leading batch dimension of 1.
         """
         self._check_y(y)
-        return self._solve_codes(y.detach().reshape(-1, self.d))
+        return self._solve_codes(y.detach().reshape(-1, self.d), warm_start)
 
     # -- the algorithm ------------------------------------------------------------------
 
     @torch.no_grad()
-    def _solve_codes(self, y: torch.Tensor) -> SparseCodes:
+    def _solve_codes(self, y: torch.Tensor, warm_start: SparseCodes | None = None) -> SparseCodes:
         cfg = self._config
         bsz, n = y.shape[0], self.n
+        warm = self._check_warm_start(warm_start, bsz)
         if bsz == 0:
             empty = torch.zeros(0, 0, device=self.device)
             return SparseCodes(empty.long(), empty)
         if cfg.l1 == 0.0:
             return self._ridge(y)
         if self.device.type == "cpu" and cfg.cpu_rowwise:
-            rowwise = self._solve_rowwise(y)
+            rowwise = self._solve_rowwise(y, warm)
             if rowwise is not None:
                 return rowwise
         sd = self._solve_dtype
@@ -221,7 +228,32 @@ class ElasticNet:
             )
         return SparseCodes(w, (c * valid).float())
 
-    def _solve_rowwise(self, y: torch.Tensor) -> SparseCodes | None:
+    def _check_warm_start(
+        self, warm_start: SparseCodes | None, bsz: int
+    ) -> list[tuple[np.ndarray, np.ndarray]] | None:
+        """Per row ``(support indices, values)`` of a warm start, validated."""
+        if warm_start is None:
+            return None
+        idx, val = warm_start
+        if idx.shape != val.shape or idx.ndim != 2 or idx.shape[0] != bsz:
+            raise ValueError(
+                f"warm_start must hold (b, k) indices and values for b = {bsz} rows; got "
+                f"{tuple(idx.shape)} and {tuple(val.shape)}"
+            )
+        if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= self.n):
+            raise ValueError(f"warm_start indices must lie in [0, {self.n})")
+        rows = []
+        for i_row, v_row in zip(
+            idx.cpu().numpy(), val.detach().double().cpu().numpy(), strict=True
+        ):
+            on = v_row != 0
+            uniq, first = np.unique(i_row[on], return_index=True)
+            rows.append((uniq.astype(np.int64), v_row[on][first]))
+        return rows
+
+    def _solve_rowwise(
+        self, y: torch.Tensor, warm: list[tuple[np.ndarray, np.ndarray]] | None = None
+    ) -> SparseCodes | None:
         """Rows solved one by one in NumPy, passes batched; None if any needs the safe path."""
         cfg = self._config
         if self._gram_np is None and self._gram is not None:
@@ -236,6 +268,7 @@ class ElasticNet:
             screen_size=cfg.screen_size,
             max_rounds=cfg.max_iter,
             max_pdas_iter=cfg.max_pdas_iter,
+            warm=warm,
         )
         if rows is None:
             return None

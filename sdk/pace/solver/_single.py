@@ -163,6 +163,7 @@ def solve_rows(
     screen_size: int,
     max_rounds: int,
     max_pdas_iter: int,
+    warm: list[tuple[I64, F64]] | None = None,
 ) -> list[tuple[I64, F64]] | None:
     """Solve each row of ``y`` on the CPU; ``None`` if a path fails (use the batched path).
 
@@ -174,6 +175,7 @@ def solve_rows(
         y: (b, d) targets on the CPU, any float dtype.
         compute: (n, d) unit atoms in the compute dtype (fp32 or fp64).
         gram: the cached ``compute @ compute.T`` as NumPy, or None.
+        warm: per row, an earlier support and its values (distinct indices), or None.
 
     Returns:
         Per row ``(indices, values)`` over its final working set; values are exact zeros
@@ -185,7 +187,13 @@ def solve_rows(
     y64 = yc.double().numpy()
     d_np = compute.numpy() if gram is None else None
     ws = [_top(np.abs(r), min(n, screen_size)) for r in r_all]
-    warm: list[F64 | None] = [None] * len(ws)
+    start: list[F64 | None] = [None] * len(ws)
+    if warm is not None:
+        # An earlier support joins the screened set, its values seed the first PDAS.
+        for i, (idx, val) in enumerate(warm):
+            extra = np.setdiff1d(ws[i], idx, assume_unique=False)
+            ws[i] = np.concatenate([idx, extra])
+            start[i] = np.concatenate([val, np.zeros(extra.size)])
     out: list[tuple[I64, F64] | None] = [None] * len(ws)
     open_rows = list(range(len(ws)))
     for _ in range(max_rounds):
@@ -203,7 +211,7 @@ def solve_rows(
             h.flat[:: len(w) + 1] += l2
             # Later rounds start next to the answer, where PDAS settles in a step or two;
             # the first round (and any PDAS that cycles) follows the exact path instead.
-            prev = warm[i]
+            prev = start[i]
             c = None if prev is None else pdas_np(h, b, l1, prev, max_pdas_iter)
             if c is None:
                 c = homotopy_np(h, b, l1, max_steps=8 * len(w) + 16, tol=tol)
@@ -225,7 +233,7 @@ def solve_rows(
                 continue
             m = min(viol.size, max(len(w), screen_size))
             ws[i] = np.concatenate([w, viol[_top(score[viol], m)]])
-            warm[i] = np.concatenate([c, np.zeros(m)])
+            start[i] = np.concatenate([c, np.zeros(m)])
             still_open.append(i)
         open_rows = still_open
         if not open_rows:
