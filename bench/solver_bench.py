@@ -10,7 +10,9 @@ Per configuration it prints the median time per call of:
 - ``floor``: one product ``y @ D^T`` in the dictionary's compute dtype (one pass over D),
 
 then the ratios and two accuracy checks: the largest KKT violation of ours (fp64) and how
-far FISTA-50's objective is above ours.
+far FISTA-50's objective is above ours. Last, the steering case: ``y`` nudged by noise of
+norm 0.3 (cosine about 0.96, like the same layer at the next token), solved cold and with
+``warm_start`` from the answer for ``y``.
 
     python bench/solver_bench.py                      # CPU: n=2,000/d=576 and n=10,000/d=4,096
     python bench/solver_bench.py --device cuda        # GPU: n=10,000, d=4,096, fp16 atoms
@@ -99,6 +101,13 @@ def run(
     reps = args.reps if n * d <= 2_000_000 else max(3, args.reps // 10)
 
     t_ours = timeit(lambda: solver.solve(y), reps, device)
+    # The steering case: the same layer at the next token, warm-started from this one.
+    g = torch.Generator().manual_seed(batch + 1)
+    y_next = y.float().cpu() + 0.3 * torch.randn(y.shape, generator=g) / d**0.5
+    y_next = (y_next / y_next.norm(dim=1, keepdim=True)).to(device, dtype)
+    prev = solver.solve_sparse(y)
+    t_next = timeit(lambda: solver.solve(y_next), reps, device)
+    t_warm = timeit(lambda: solver.solve(y_next, warm_start=prev), reps, device)
     t_floor = timeit(lambda: y_c @ compute.T, reps, device)
     fista_reps = max(2, reps // 5)
     t_fista = timeit(lambda: fista_elastic_net(compute, y_c, lipschitz=lip), fista_reps, device)
@@ -121,7 +130,8 @@ def run(
         f"sklearn {t_sk * ms:10.1f} ms  floor {t_floor * ms:7.3f} ms | "
         f"sklearn/ours {t_sk / t_ours:8.1f}x  fista50/ours {t_fista / t_ours:6.2f}x  "
         f"ours/floor {t_ours / t_floor:6.1f}x | per row {t_ours / batch * ms:.3f} ms | "
-        f"nnz {nnz:.1f}  kkt {viol:.1e}  fista50 obj +{fista_excess:.1e}",
+        f"nnz {nnz:.1f}  kkt {viol:.1e}  fista50 obj +{fista_excess:.1e} | "
+        f"next token cold {t_next * ms:.3f} ms, warm {t_warm * ms:.3f} ms",
         flush=True,
     )
 
