@@ -63,19 +63,20 @@ def run(
     alpha: Annotated[str, typer.Option(help="PaCE alpha(s), comma-separated.")] = "0.05",
     tau: Annotated[str, typer.Option(help="PaCE tau(s), comma-separated.")] = "0.95",
     scale: Annotated[str, typer.Option(help="VecAdd scale(s), comma-separated.")] = "0.5",
-    center: Annotated[
-        bool, typer.Option(help="Center the atoms (subtract the mean atom per layer).")
-    ] = False,
-    mean_atom: Annotated[
-        bool, typer.Option(help="Add the mean atom as one more benign concept.")
-    ] = False,
+    atoms: Annotated[
+        str,
+        typer.Option(
+            help="Atom variant(s), comma-separated: raw | center (subtract the mean atom) | "
+            "mean-atom (add it as a benign concept) | center+mean-atom."
+        ),
+    ] = "raw",
     sink_guard: Annotated[
-        float,
+        str,
         typer.Option(
             help="Leave tokens whose activation norm is over this many times the median "
-            "(attention sinks) unedited, in every method; 0 edits every token."
+            "(attention sinks) unedited; comma-separated to sweep; 0 edits every token."
         ),
-    ] = 0.0,
+    ] = "0",
     judge: Annotated[
         str | None, typer.Option(help="vader | toxicity | llm; default: the task's.")
     ] = None,
@@ -109,7 +110,7 @@ def run(
 ) -> None:
     """Run the harness: one table, results.json and chart.png under --out."""
     from pace.dictionary import ConceptDictionary
-    from pace.evaluation.atoms import select_layers, transform_atoms
+    from pace.evaluation.atoms import select_layers
     from pace.evaluation.errors import EvaluationError
     from pace.evaluation.generation import Decoding
     from pace.evaluation.harness import evaluate
@@ -149,6 +150,8 @@ def run(
             taus=parse_floats(tau, "--tau"),
             scales=parse_floats(scale, "--scale"),
             layer_sets=layer_sets,
+            atoms=[a.strip() for a in atoms.split(",") if a.strip()],
+            sink_ratios=[r or None for r in parse_floats(sink_guard, "--sink-guard")],
         )
     except EvaluationError as exc:
         raise _fail(str(exc)) from exc
@@ -174,7 +177,7 @@ def run(
                 cache_dir=cache_dir,
             )
     try:
-        d = transform_atoms(select_layers(d, needed), center=center, mean_atom=mean_atom)
+        d = select_layers(d, needed)
     except EvaluationError as exc:
         raise _fail(str(exc)) from exc
     _console.print(
@@ -199,7 +202,6 @@ def run(
             knowledge=questions,
             model_name=packaged_model_id(model),
             keep_responses=keep_responses,
-            sink_ratio=sink_guard or None,
             on_method=progress,
         )
     except EvaluationError as exc:

@@ -25,10 +25,10 @@ import torch
 from torch import Tensor
 
 from pace.dictionary import ConceptDictionary
+from pace.evaluation.atoms import transform_atoms
 from pace.evaluation.errors import EvaluationError
 from pace.evaluation.fluency import distinct_n, mean_length, response_perplexity
 from pace.evaluation.generation import Decoding, generate_responses
-from pace.evaluation.guards import SinkGuard
 from pace.evaluation.judges import Judge, make_judge
 from pace.evaluation.knowledge import mc_accuracy
 from pace.evaluation.methods import MethodSpec
@@ -65,9 +65,17 @@ class EditMeter:
         return self.total / self.rows if self.rows else 0.0
 
 
+_TRANSFORMS = {
+    "raw": (False, False),
+    "center": (True, False),
+    "mean-atom": (False, True),
+    "center+mean-atom": (True, True),
+}
+
+
 @contextlib.contextmanager
 def _steering(
-    model: Any, dictionary: ConceptDictionary, spec: MethodSpec, sink_ratio: float | None
+    model: Any, dictionary: ConceptDictionary, spec: MethodSpec
 ) -> Iterator[EditMeter | None]:
     method = spec.edit_method()
     if method is None:
@@ -75,7 +83,9 @@ def _steering(
         return
     from pace.steering import steer
 
-    meter = EditMeter(SinkGuard(method, sink_ratio) if sink_ratio else method)
+    center, mean_atom = _TRANSFORMS[spec.atoms]
+    dictionary = transform_atoms(dictionary, center=center, mean_atom=mean_atom)
+    meter = EditMeter(method)
     with steer(model, dictionary, method=meter, layers=spec.layers):
         yield meter
 
@@ -94,19 +104,17 @@ def evaluate(
     system_prompt: str | None = None,
     model_name: str = "",
     keep_responses: bool = True,
-    sink_ratio: float | None = None,
     on_method: Callable[[int, int, MethodSpec], None] | None = None,
 ) -> EvalResults:
     """Evaluate ``methods`` on ``task`` (see the module docs).
 
     Args:
-        dictionary: labelled for the task (its undesirable rows are removed).
+        dictionary: labelled for the task (its undesirable rows are removed); each
+            spec transforms its atoms as it says (``MethodSpec.atoms``).
         prompts: default: the task's shipped prompt set.
         judge: default: the task's default judge (:func:`make_judge`).
         knowledge: multiple-choice questions, or None to skip the knowledge measure.
         system_prompt: the prompting baseline's system prompt; default: the task's.
-        sink_ratio: leave attention-sink tokens unedited in every editing method
-            (:class:`~pace.evaluation.guards.SinkGuard` with this ratio); None edits all.
         on_method: progress callback ``(index, total, spec)`` before each method.
     """
     task_obj = task if isinstance(task, Task) else get_task(task)
@@ -127,7 +135,7 @@ def evaluate(
             on_method(i, len(methods), spec)
         sys_prompt = system if spec.kind == "prompting" else None
         know = None
-        with _steering(model, dictionary, spec, sink_ratio) as meter:
+        with _steering(model, dictionary, spec) as meter:
             gens = generate_responses(model, tokenizer, texts, decoding, system_prompt=sys_prompt)
             edit_norm = meter.mean if meter is not None else None
             if knowledge:
@@ -151,6 +159,8 @@ def evaluate(
                 kind=spec.kind,
                 params=spec.params(),
                 layers=layers,
+                atoms=spec.atoms,
+                sink_ratio=spec.sink_ratio,
                 alignment=sum(v.aligned for v in verdicts) / len(verdicts),
                 judge_score=sum(v.score for v in verdicts) / len(verdicts),
                 perplexity=ppl.value,
@@ -174,11 +184,10 @@ def evaluate(
             "undesirable": undesirable,
             "layers": dictionary.layers,
             "recipe": dictionary.metadata.get("recipe"),
-            "transform": dictionary.metadata.get("transform"),
         },
         decoding=asdict(decoding),
         n_prompts=len(prompts),
         n_questions=len(knowledge) if knowledge else 0,
         methods=results,
-        extra={"torch_threads": torch.get_num_threads(), "sink_ratio": sink_ratio},
+        extra={"torch_threads": torch.get_num_threads()},
     )

@@ -14,9 +14,20 @@ from typing import Any, Literal
 
 from pace.evaluation.errors import EvaluationError
 
-__all__ = ["KINDS", "MethodKind", "MethodSpec", "format_layers", "parse_layers"]
+__all__ = [
+    "ATOM_VARIANTS",
+    "KINDS",
+    "AtomVariant",
+    "MethodKind",
+    "MethodSpec",
+    "format_layers",
+    "parse_layers",
+]
 
 MethodKind = Literal["vanilla", "prompting", "vecadd", "orthoproj", "pace"]
+AtomVariant = Literal["raw", "center", "mean-atom", "center+mean-atom"]
+ATOM_VARIANTS: tuple[str, ...] = ("raw", "center", "mean-atom", "center+mean-atom")
+_VARIANT_TAGS = {"raw": "", "center": "ctr", "mean-atom": "+mean", "center+mean-atom": "ctr+mean"}
 KINDS: tuple[str, ...] = ("vanilla", "prompting", "vecadd", "orthoproj", "pace")
 _TITLES = {
     "vanilla": "Vanilla",
@@ -69,8 +80,10 @@ def format_layers(layers: Sequence[int]) -> str:
 class MethodSpec:
     """One point of an evaluation: a method, its hyperparameters and its layers.
 
-    ``layers=None`` edits every layer of the dictionary. Vanilla and prompting edit
-    nothing and take no hyperparameters.
+    ``layers=None`` edits every layer of the dictionary. ``atoms`` is how the dictionary's
+    atoms are transformed first (:func:`pace.evaluation.atoms.transform_atoms`);
+    ``sink_ratio`` wraps the edit in :class:`pace.evaluation.guards.SinkGuard`. Vanilla
+    and prompting edit nothing and take none of these.
     """
 
     kind: MethodKind
@@ -78,6 +91,8 @@ class MethodSpec:
     tau: float | None = None
     scale: float | None = None
     layers: tuple[int, ...] | None = None
+    atoms: AtomVariant = "raw"
+    sink_ratio: float | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -96,8 +111,16 @@ class MethodSpec:
             object.__setattr__(self, "scale", float(scale))
         elif self.scale is not None:
             raise EvaluationError("scale applies to VecAdd only")
+        if self.atoms not in ATOM_VARIANTS:
+            raise EvaluationError(
+                f"unknown atoms {self.atoms!r}; choose from {list(ATOM_VARIANTS)}"
+            )
+        if self.sink_ratio is not None and not self.sink_ratio > 1:
+            raise EvaluationError(f"sink_ratio must be > 1, got {self.sink_ratio}")
         if self.kind in ("vanilla", "prompting"):
             object.__setattr__(self, "layers", None)
+            object.__setattr__(self, "atoms", "raw")
+            object.__setattr__(self, "sink_ratio", None)
         elif self.layers is not None:
             if not self.layers:
                 raise EvaluationError("layers is empty")
@@ -116,6 +139,10 @@ class MethodSpec:
             bits.append(f"s={self.scale:g}")
         if self.edits and self.layers is not None:
             bits.append(f"L{format_layers(self.layers)}")
+        if _VARIANT_TAGS[self.atoms]:
+            bits.append(_VARIANT_TAGS[self.atoms])
+        if self.sink_ratio is not None:
+            bits.append(f"guard{self.sink_ratio:g}")
         return " ".join(bits)
 
     def params(self) -> dict[str, Any]:
@@ -126,15 +153,17 @@ class MethodSpec:
         }
 
     def edit_method(self) -> Any:
-        """The :mod:`pace.steering` edit method, or None for vanilla and prompting."""
+        """The :mod:`pace.steering` edit method (guarded if asked), or None."""
+        from pace.evaluation.guards import SinkGuard
         from pace.steering import OrthoProj, PaCE, VecAdd
 
+        method: Any
         if self.kind == "pace":
-            assert self.alpha is not None and self.tau is not None  # set in __post_init__
-            return PaCE(alpha=self.alpha, tau=self.tau)
-        if self.kind == "vecadd":
-            assert self.scale is not None
-            return VecAdd(scale=self.scale)
-        if self.kind == "orthoproj":
-            return OrthoProj()
-        return None
+            method = PaCE(alpha=float(self.alpha or 0.05), tau=float(self.tau or 0.0))
+        elif self.kind == "vecadd":
+            method = VecAdd(scale=float(self.scale or 0.0))
+        elif self.kind == "orthoproj":
+            method = OrthoProj()
+        else:
+            return None
+        return SinkGuard(method, self.sink_ratio) if self.sink_ratio is not None else method

@@ -40,6 +40,8 @@ class MethodResult:
     kind: str
     params: dict[str, float]
     layers: list[int] | None
+    atoms: str
+    sink_ratio: float | None
     alignment: float
     """Share of responses the judge found aligned (0..1)."""
     judge_score: float

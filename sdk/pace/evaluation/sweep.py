@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from itertools import product
+from typing import Any
 
 from pace.evaluation.errors import EvaluationError
 from pace.evaluation.methods import KINDS, MethodSpec
@@ -36,9 +37,12 @@ def sweep_methods(
     taus: Sequence[float] = (0.95,),
     scales: Sequence[float] = (0.5,),
     layer_sets: Sequence[tuple[int, ...] | None] = (None,),
+    atoms: Sequence[str] = ("raw",),
+    sink_ratios: Sequence[float | None] = (None,),
 ) -> list[MethodSpec]:
     """The grid: vanilla and prompting once; VecAdd per (scale, layers); OrthoProj per
-    layers; PaCE per (alpha, tau, layers). Order: as in ``kinds``."""
+    layers; PaCE per (alpha, tau, layers); each editing point per atom variant and sink
+    ratio. Order: as in ``kinds``."""
     unknown = [k for k in kinds if k not in KINDS]
     if unknown:
         raise EvaluationError(f"unknown methods {unknown}; choose from {list(KINDS)}")
@@ -48,15 +52,15 @@ def sweep_methods(
     for kind in dict.fromkeys(kinds):
         if kind in ("vanilla", "prompting"):
             specs.append(MethodSpec(kind))  # type: ignore[arg-type]
-        elif kind == "vecadd":
-            specs += [
-                MethodSpec("vecadd", scale=s, layers=ls) for ls, s in product(layer_sets, scales)
-            ]
-        elif kind == "orthoproj":
-            specs += [MethodSpec("orthoproj", layers=ls) for ls in layer_sets]
-        else:
-            specs += [
-                MethodSpec("pace", alpha=a, tau=t, layers=ls)
-                for ls, a, t in product(layer_sets, alphas, taus)
-            ]
+            continue
+        for variant, ratio, ls in product(atoms, sink_ratios, layer_sets):
+            common: dict[str, Any] = {"layers": ls, "atoms": variant, "sink_ratio": ratio}
+            if kind == "vecadd":
+                specs += [MethodSpec("vecadd", scale=s, **common) for s in scales]
+            elif kind == "orthoproj":
+                specs.append(MethodSpec("orthoproj", **common))
+            else:
+                specs += [
+                    MethodSpec("pace", alpha=a, tau=t, **common) for a, t in product(alphas, taus)
+                ]
     return specs

@@ -33,7 +33,7 @@ def test_centering_removes_the_shared_component_and_mean_atom_is_benign() -> Non
     assert transform_atoms(d) is d
     c = transform_atoms(d, center=True)
     assert torch.allclose(c.atoms[3].mean(0), torch.zeros(8), atol=1e-5)
-    assert torch.equal(c.labels, d.labels)  # type: ignore[arg-type]
+    assert torch.equal(c.labels, d.labels)
     # The raw atoms are dominated by the common direction; centered ones are not.
     raw_cos = torch.nn.functional.cosine_similarity(d.atoms[3][0], d.atoms[3][1], dim=0)
     cen_cos = torch.nn.functional.cosine_similarity(c.atoms[3][0], c.atoms[3][1], dim=0)
@@ -75,6 +75,24 @@ def test_sweep_reports_every_point() -> None:
     assert kinds.count("pace") == 8
     assert len({s.label for s in specs}) == len(specs)
     assert [s.kind for s in sweep_methods(kinds=["pace", "vanilla"])] == ["pace", "vanilla"]
+    variants = sweep_methods(
+        kinds=["vanilla", "pace"], atoms=["raw", "center+mean-atom"], sink_ratios=[None, 10.0]
+    )
+    assert [s.label for s in variants] == [
+        "Vanilla",
+        "PaCE a=0.05 t=0.95",
+        "PaCE a=0.05 t=0.95 guard10",
+        "PaCE a=0.05 t=0.95 ctr+mean",
+        "PaCE a=0.05 t=0.95 ctr+mean guard10",
+    ]
+    from pace.evaluation import SinkGuard
+
+    guarded = variants[-1].edit_method()
+    assert isinstance(guarded, SinkGuard) and isinstance(guarded.inner, PaCE)
+    with pytest.raises(EvaluationError, match="unknown atoms"):
+        MethodSpec("pace", atoms="whitened")  # type: ignore[arg-type]
+    with pytest.raises(EvaluationError, match="sink_ratio"):
+        MethodSpec("pace", sink_ratio=0.5)
     with pytest.raises(EvaluationError, match="unknown methods"):
         sweep_methods(kinds=["pace", "magic"])
 

@@ -45,6 +45,7 @@ def test_harness_runs_every_method_with_the_same_decoding(
     specs = [
         *sweep_methods(alphas=[0.05], scales=[0.5], layer_sets=[(1, 2)]),
         MethodSpec("vecadd", scale=0.0, layers=(1,)),
+        MethodSpec("pace", layers=(1, 2), atoms="center+mean-atom", sink_ratio=10.0),
     ]
     results = evaluate(
         model,
@@ -72,6 +73,10 @@ def test_harness_runs_every_method_with_the_same_decoding(
     pace = by_kind["PaCE a=0.05 t=0.95 L1-2"]
     assert pace.layers == [1, 2] and pace.params == {"alpha": 0.05, "tau": 0.95}
     assert pace.edit_norm is not None and pace.edit_norm > 0
+    assert pace.atoms == "raw" and pace.sink_ratio is None
+    centered = by_kind["PaCE a=0.05 t=0.95 L1-2 ctr+mean guard10"]
+    assert centered.atoms == "center+mean-atom" and centered.sink_ratio == 10.0
+    assert centered.edit_norm is not None
     for m in results.methods:
         assert len(m.responses) == 2
         assert m.alignment == sum(r.aligned for r in m.responses) / 2
