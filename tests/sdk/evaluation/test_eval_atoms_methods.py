@@ -33,6 +33,7 @@ def test_centering_removes_the_shared_component_and_mean_atom_is_benign() -> Non
     assert transform_atoms(d) is d
     c = transform_atoms(d, center=True)
     assert torch.allclose(c.atoms[3].mean(0), torch.zeros(8), atol=1e-5)
+    assert c.labels is not None and d.labels is not None
     assert torch.equal(c.labels, d.labels)
     # The raw atoms are dominated by the common direction; centered ones are not.
     raw_cos = torch.nn.functional.cosine_similarity(d.atoms[3][0], d.atoms[3][1], dim=0)
