@@ -12,8 +12,9 @@ determines the vector bytes. Hashing therefore costs a few small queries, and a
 request for an existing dictionary never touches the atoms.
 
 **Built once.** A transaction-scoped advisory lock on the hash serializes concurrent
-requests for the same dictionary: the first builds (one binary COPY per layer) and
-writes the file atomically (temp file, then ``os.replace``) under
+requests for the same dictionary: the first builds it (one binary COPY per layer,
+streamed into the file, so memory holds one layer) and writes the file atomically
+(temp file, then ``os.replace``) under
 ``<data dir>/blobs/<hash>``; the others wait, then find the row and the file.
 """
 
@@ -30,7 +31,6 @@ from typing import Any
 
 import numpy as np
 from psycopg import sql
-from safetensors.numpy import save_file
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
@@ -276,18 +276,54 @@ def _read_layer(session: Session, plan: DictionaryPlan, layer: int) -> np.ndarra
 
 
 def _write_blob(session: Session, plan: DictionaryPlan, path: Path) -> int:
-    tensors: dict[str, np.ndarray[Any, Any]] = {}
-    for layer in plan.layers:
-        tensors[f"atoms.{layer}"] = _read_layer(session, plan, layer)
-    tensors["concept_ids"] = np.asarray(plan.concept_ids, dtype=np.int64)
+    """Write the safetensors file one layer at a time (never all layers in memory).
+
+    A dictionary of 40,000 concepts x 32 layers x 4,096 is 10.5 GB: building it with
+    ``safetensors.numpy.save_file`` would hold it all in memory twice. The sizes are
+    known in advance, so the header (offsets included) is written first, then each
+    layer as it comes out of its binary COPY. The layout is the one the safetensors
+    library writes and validates (8-byte padded header, contiguous data).
+    """
+    n, d = len(plan.concept_ids), plan.model.hidden_size
+    tail: list[tuple[str, np.ndarray[Any, Any]]] = [
+        ("concept_ids", np.asarray(plan.concept_ids, dtype="<i8"))
+    ]
     if plan.labels is not None and plan.scores is not None:
-        tensors["labels"] = np.asarray(plan.labels, dtype=np.int8)
-        tensors["scores"] = np.asarray(plan.scores, dtype=np.float32)
+        tail.append(("labels", np.asarray(plan.labels, dtype="i1")))
+        tail.append(("scores", np.asarray(plan.scores, dtype="<f4")))
+    header: dict[str, Any] = {"__metadata__": plan.metadata}
+    offset = 0
+    for layer in plan.layers:
+        size = n * d * 2
+        header[f"atoms.{layer}"] = {
+            "dtype": "F16",
+            "shape": [n, d],
+            "data_offsets": [offset, offset + size],
+        }
+        offset += size
+    tags = {"<i8": "I64", "|i1": "I8", "<f4": "F32"}
+    for name, array in tail:
+        header[name] = {
+            "dtype": tags[array.dtype.str],
+            "shape": list(array.shape),
+            "data_offsets": [offset, offset + array.nbytes],
+        }
+        offset += array.nbytes
+    raw_header = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+    raw_header += b" " * (-len(raw_header) % 8)
+
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
     try:
-        save_file(tensors, tmp, metadata=plan.metadata)
+        with os.fdopen(fd, "wb") as f:
+            f.write(len(raw_header).to_bytes(8, "little"))
+            f.write(raw_header)
+            for layer in plan.layers:
+                f.write(np.ascontiguousarray(_read_layer(session, plan, layer)).data)
+            for _, array in tail:
+                f.write(np.ascontiguousarray(array).data)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
