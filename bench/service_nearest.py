@@ -165,7 +165,7 @@ def _server_side_ms(
     out: list[float] = []
     with psycopg.connect(libpq_url, autocommit=True) as conn:
         register_vector(conn)
-        conn.execute(sql.SQL("SET hnsw.ef_search = {}").format(sql.Literal(2 * pool)))
+        conn.execute(sql.SQL("SET hnsw.ef_search = {}").format(sql.Literal(pool)))
         for q in queries:
             plan: Any = conn.execute(query, {"q": HalfVector(q.astype(np.float16))}).fetchone()
             out.append(float(plan[0][0]["Execution Time"]))

@@ -38,7 +38,11 @@ __all__ = [
 ]
 
 MIN_POOL = 64
-"""Smallest candidate pool re-ranked exactly."""
+"""Smallest candidate pool re-ranked exactly; ``hnsw.ef_search`` is the pool size.
+
+Measured at 40,000 x 4,096 (bench/service_nearest.py data): pool 64 gives recall@10
+0.999 / 0.9945 (near / far queries) with ef_search 64 or 128 alike, at 3.5 vs 5 ms of
+PostgreSQL time; pool 40 drops to 0.983 / 0.986, pool 32 to 0.954 / 0.974."""
 POOL_PER_K = 4
 """The pool grows with k: ``max(MIN_POOL, POOL_PER_K * k)`` (at most 1,000)."""
 SHORT_CODE_BITS = 2048
@@ -241,7 +245,7 @@ def nearest(session: Session, namespace_id: int, q: NearestQuery) -> tuple[list[
         )
         iterative = "relaxed_order" if version_id is not None else "off"
         with conn.pipeline():  # the settings and the search in one round trip
-            conn.execute(pool_settings, (str(min(_MAX_EF, 2 * pool)), iterative))
+            conn.execute(pool_settings, (str(min(_MAX_EF, pool)), iterative))
             cursor = conn.execute(query, params)
         rows = cursor.fetchall()
         # Unreadable atoms can crowd the pool out (or a small concept set run past the
