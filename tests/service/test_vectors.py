@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator, MutableMapping
 from typing import Any
 
@@ -381,3 +382,56 @@ def test_the_sdk_layout_is_streamed(app: Any) -> None:
     assert (
         plan_stream(upload_body(np.zeros((3, 8), np.float16), [0, 1, 2], 0), hidden_size=8) is None
     )
+
+
+@pytest.mark.parametrize("ids_first", [False, True], ids=["buffered", "streamed"])
+def test_an_interrupted_upload_stores_nothing(
+    app: Any, write_key: str, database_url: str, ids_first: bool, monkeypatch: Any
+) -> None:
+    """The client goes away after half the body (ASGI ``http.disconnect``)."""
+    import asyncio
+
+    from pace_service.store import upload_stream
+
+    monkeypatch.setattr(upload_stream, "_BATCH_BYTES", 256)  # rows reach the COPY early
+    s = seed(app, n_concepts=64, hidden_size=32)
+    body = upload_body(
+        activation_like(64, 32).astype(np.float16), s.concept_ids, 0, ids_first=ids_first
+    )
+    parts = [body[i : i + 512] for i in range(0, len(body) // 2, 512)]
+    sent: list[MutableMapping[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        if parts:
+            return {"type": "http.request", "body": parts.pop(0), "more_body": True}
+        await asyncio.sleep(0.05)
+        return {"type": "http.disconnect"}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(message)
+
+    path = f"/v1/models/{s.model_id}/vectors"
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": f"recipe_id={s.recipe_id}".encode(),
+        "root_path": "",
+        "headers": [
+            (b"content-type", b"application/octet-stream"),
+            (b"content-length", str(len(body)).encode()),
+            (b"authorization", f"Bearer {write_key}".encode()),
+        ],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+        "state": {},
+    }
+    with contextlib.suppress(Exception):
+        asyncio.run(app(scope, receive, send))
+    assert not parts  # the route read the body up to the disconnect
+    assert not any(m.get("status") == 200 for m in sent)
+    assert _stored(database_url, s.model_id) == {}
