@@ -96,8 +96,10 @@ def test_removal_lowers_the_concepts_coefficient(real: Real) -> None:
     solver = ElasticNet(real.atoms[layer], alpha=0.05, tau=0.95)
 
     def anger(z: Tensor) -> Tensor:
+        """The amount of anger in each token's activation: ||z|| * c_anger(z / ||z||)."""
         z = z[0].float()
-        return solver.solve(z / z.norm(dim=1, keepdim=True))[:, ANGER]
+        norm = z.norm(dim=1, keepdim=True)
+        return solver.solve(z / norm)[:, ANGER] * norm[:, 0]
 
     before, after = anger(pre[0]), anger(post[0])
     active = before > 0

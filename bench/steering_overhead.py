@@ -1,0 +1,207 @@
+"""Generation overhead of PaCE steering: steered vs vanilla greedy decoding, same process.
+
+CPU (default): SmolLM2-135M-Instruct from its PyPI package, a 2,000-atom dictionary on
+all 30 layers (real token activations plus random directions, ~5% undesirable, half of
+those real), batch 1, 32 new tokens. Target: PaCE <= 1.3x vanilla.
+
+    .venv/bin/python bench/steering_overhead.py
+
+GPU: a Llama-2-7B-shaped model (hidden 4096, 32 layers, intermediate 11008, 32 heads)
+with random bf16 weights (speed does not depend on the values), a 10,000-atom fp16
+dictionary on all 32 layers, batch 1. Target: PaCE <= 1.15x vanilla.
+
+    .venv/bin/python bench/steering_overhead.py --device cuda
+
+Each configuration is timed ``--repeats`` times, interleaved (vanilla, NoOp, PaCE, ...),
+and the median is reported; NoOp measures the hooks alone. Ratios are against the
+vanilla run of the same process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from pace.steering import NoOp, PaCE, steer
+from torch import Tensor
+
+TEXTS = [
+    "I am furious and I want to scream at everyone.",
+    "She gently helped the old man cross the street.",
+    "The pizza was topped with cheese and fresh basil.",
+    "Heavy rain and strong winds hit the coast today.",
+    "The striker scored a goal in the final minute.",
+    "The orchestra performed a beautiful symphony.",
+    "He lied to his friends and stole their money.",
+    "The scientist measured the temperature of the sample.",
+]
+PROMPT = "Write a short story about a dragon who learns to cook."
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def _token_activations(model: Any, ids: list[Tensor], layers: int) -> list[Tensor]:
+    """Per layer, the residual stream at every token of the texts: (tokens, d)."""
+    per_layer: list[list[Tensor]] = [[] for _ in range(layers)]
+    with torch.no_grad():
+        for x in ids:
+            hidden = model(x, output_hidden_states=True).hidden_states
+            for layer in range(layers):
+                per_layer[layer].append(hidden[layer + 1][0, 1:].float())
+    return [torch.cat(rows) for rows in per_layer]
+
+
+def build_dictionary(
+    model: Any, ids: list[Tensor], n_atoms: int, frac_undesirable: float, seed: int = 0
+) -> tuple[dict[int, Tensor], Tensor]:
+    """Atoms: all real token activations, then random directions at the same norm."""
+    layers = model.config.num_hidden_layers
+    real = _token_activations(model, ids, layers)
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    atoms: dict[int, Tensor] = {}
+    n_real = min(real[0].shape[0], n_atoms)
+    for layer in range(layers):
+        r = real[layer][:n_real].cpu()
+        scale = r.norm(dim=1).mean()
+        rand = torch.randn(n_atoms - n_real, r.shape[1], generator=g)
+        rand = rand / rand.norm(dim=1, keepdim=True) * scale
+        atoms[layer] = torch.cat([r, rand])
+    n_u = max(1, round(frac_undesirable * n_atoms))
+    pick_real = torch.randperm(n_real, generator=g)[: min(n_real, n_u // 2)]
+    pick_rand = n_real + torch.randperm(n_atoms - n_real, generator=g)[: n_u - len(pick_real)]
+    undesirable = torch.zeros(n_atoms, dtype=torch.bool)
+    undesirable[torch.cat([pick_real, pick_rand])] = True
+    return atoms, undesirable
+
+
+def _time_generate(
+    generate: Callable[[], Any], device: str, new_tokens: int
+) -> tuple[float, Tensor]:
+    _sync(device)
+    t0 = time.perf_counter()
+    out = generate()
+    _sync(device)
+    return (time.perf_counter() - t0) / new_tokens * 1e3, out
+
+
+def run(model: Any, enc: dict[str, Tensor], atoms: dict[int, Tensor], undesirable: Tensor,
+        args: argparse.Namespace) -> None:  # fmt: skip
+    device = args.device
+
+    def generate(n: int) -> Callable[[], Any]:
+        return lambda: model.generate(
+            **enc, max_new_tokens=n, min_new_tokens=n, do_sample=False,
+            pad_token_id=model.config.eos_token_id,
+        )  # fmt: skip
+
+    configs: dict[str, Any] = {
+        "vanilla": None,
+        "NoOp (hooks only)": NoOp(),
+        "PaCE (alpha 0.05, tau 0.95)": PaCE(),
+    }
+    t0 = time.perf_counter()
+    steer(model, atoms, undesirable=undesirable, method=PaCE()).remove()
+    attach_s = time.perf_counter() - t0
+    times: dict[str, list[float]] = {name: [] for name in configs}
+    outputs: dict[str, Tensor] = {}
+    with torch.no_grad():
+        for method in configs.values():  # warm-up (allocator, solver caches)
+            handle = steer(model, atoms, undesirable=undesirable, method=method or NoOp())
+            try:
+                generate(4)()
+            finally:
+                handle.remove()
+        for _ in range(args.repeats):
+            for name, method in configs.items():
+                handle = None
+                if method is not None:
+                    handle = steer(model, atoms, undesirable=undesirable, method=method)
+                try:
+                    ms, out = _time_generate(generate(args.new_tokens), device, args.new_tokens)
+                finally:
+                    if handle is not None:
+                        handle.remove()
+                times[name].append(ms)
+                outputs[name] = out
+                print(f"  run: {name}: {ms:.1f} ms/token", flush=True)
+        with steer(model, atoms, undesirable=undesirable, record=True) as rec:
+            generate(args.new_tokens)()
+        coef = rec.explanation().coefficients[0]  # (positions, layers, n_u)
+    edited = (coef != 0).any(dim=-1).float().mean().item()
+    base = statistics.median(times["vanilla"])
+    print(f"attach (cast + solver setup, {len(atoms)} layers): {attach_s:.2f} s")
+    print(f"{'config':32} {'ms/token (median)':>18} {'runs':>30} {'x vanilla':>10}")
+    for name, ts in times.items():
+        med = statistics.median(ts)
+        runs = " ".join(f"{t:.1f}" for t in ts)
+        print(f"{name:32} {med:18.2f} {runs:>30} {med / base:10.3f}")
+    same = torch.equal(outputs["NoOp (hooks only)"], outputs["vanilla"])
+    differs = not torch.equal(outputs["PaCE (alpha 0.05, tau 0.95)"], outputs["vanilla"])
+    print(f"NoOp output == vanilla: {same}; PaCE output differs: {differs}")
+    print(f"layer-token edits with an undesirable atom active: {edited:.1%}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--new-tokens", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--atoms", type=int, default=None, help="2000 on CPU, 10000 on CUDA")
+    parser.add_argument("--undesirable", type=float, default=0.05, help="fraction")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    if args.device == "cpu":
+        from pace.models import load_packaged_model
+
+        model, tokenizer = load_packaged_model("smollm2")
+        n_atoms = args.atoms or 2000
+        enc = dict(
+            tokenizer.apply_chat_template(
+                [{"role": "user", "content": PROMPT}],
+                add_generation_prompt=True,
+                return_tensors="pt",
+                return_dict=True,
+            )
+        )
+        ids = [tokenizer(t, return_tensors="pt")["input_ids"] for t in TEXTS]
+        atoms, undesirable = build_dictionary(model, ids, n_atoms, args.undesirable)
+        label = "SmolLM2-135M-Instruct fp32, CPU"
+    else:
+        from transformers import LlamaConfig, LlamaForCausalLM
+
+        cfg = LlamaConfig(
+            hidden_size=4096, num_hidden_layers=32, intermediate_size=11008,
+            num_attention_heads=32, num_key_value_heads=32, vocab_size=32000,
+        )  # fmt: skip
+        torch.set_default_dtype(torch.bfloat16)
+        with torch.device("cuda"):
+            model = LlamaForCausalLM(cfg).eval()
+        torch.set_default_dtype(torch.float32)
+        n_atoms = args.atoms or 10000
+        g = torch.Generator().manual_seed(0)
+        ids = [torch.randint(0, 32000, (1, 24), generator=g).cuda() for _ in range(8)]
+        enc = {"input_ids": torch.randint(0, 32000, (1, 32), generator=g).cuda()}
+        atoms, undesirable = build_dictionary(model, ids, n_atoms, args.undesirable)
+        atoms = {k: v.to("cuda", torch.float16) for k, v in atoms.items()}
+        label = f"Llama-2-7B-shaped, random bf16 weights, {torch.cuda.get_device_name()}"
+    n_u = int(undesirable.sum())
+    print(
+        f"{label}; {n_atoms} atoms x {len(atoms)} layers, {n_u} undesirable; batch 1, "
+        f"{args.new_tokens} new tokens, greedy; torch threads {torch.get_num_threads()}",
+        flush=True,
+    )
+    run(model, enc, atoms, undesirable, args)
+
+
+if __name__ == "__main__":
+    main()
