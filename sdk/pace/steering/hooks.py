@@ -62,10 +62,13 @@ class Recorder:
         self.passes.append({})
         self.keeps.append(torch.zeros(0, dtype=torch.bool))
 
-    def add(self, layer: int, coef: Tensor, keep: Tensor) -> None:
+    def add(self, layer: int, coef: Tensor, keep: Tensor | None) -> None:
+        """Record (batch, seq, n_u) coefficients; ``keep`` None means every position."""
         if not self.passes:  # a layer called directly, outside model.forward
             self.start_pass()
         self.passes[-1][layer] = coef.detach().to("cpu", torch.float32)
+        if keep is None:
+            keep = torch.ones(coef.shape[0], coef.shape[1], dtype=torch.bool)
         self.keeps[-1] = keep.detach().to("cpu")
 
     def clear(self) -> None:
@@ -94,16 +97,14 @@ def mask_capture_hook(
 
 def _apply(
     hidden: Tensor, edit: LayerEdit, keep: Tensor | None
-) -> tuple[Tensor | None, Tensor | None, Tensor]:
-    """Edit the kept rows of (b, s, d) ``hidden``; returns (new or None, coef, keep)."""
+) -> tuple[Tensor | None, Tensor | None]:
+    """Edit the kept rows of (b, s, d) ``hidden``; returns (new or None, coef or None)."""
     b, s, d = hidden.shape
     flat = hidden.reshape(b * s, d)
     if keep is None:
         new_rows, coef = edit(flat)
-        full_keep = torch.ones(b, s, dtype=torch.bool)
         new = None if new_rows is flat else new_rows.reshape(b, s, d)
-        coef_full = coef.reshape(b, s, -1) if coef is not None else None
-        return new, coef_full, full_keep
+        return new, (coef.reshape(b, s, -1) if coef is not None else None)
     idx = keep.reshape(-1).nonzero().squeeze(1)
     rows = flat.index_select(0, idx)
     new_rows, coef = edit(rows)
@@ -116,7 +117,7 @@ def _apply(
     if coef is not None:
         coef_full = coef.new_zeros(b * s, coef.shape[1]).index_copy_(0, idx, coef)
         coef_full = coef_full.reshape(b, s, -1)
-    return new, coef_full, keep
+    return new, coef_full
 
 
 def edit_hook(
@@ -134,9 +135,9 @@ def edit_hook(
         if not isinstance(hidden, Tensor) or hidden.ndim != 3:
             return None
         keep = state.keep(hidden.shape[0], hidden.shape[1], hidden.device)
-        new, coef, used_keep = _apply(hidden, edit, keep)
+        new, coef = _apply(hidden, edit, keep)
         if recorder is not None and coef is not None:
-            recorder.add(layer, coef, used_keep)
+            recorder.add(layer, coef, keep)
         if new is None:
             return None
         return (new, *output[1:]) if is_tuple else new

@@ -75,12 +75,22 @@ class _PaCEEdit:
         self._pos = pos
         self._n_u = d_u.shape[0]
         self._d_u = d_u  # (n_u, d) float32 unit rows
+        self._last: Any = None  # the previous solve's sparse codes, to warm-start the next
+
+    def _solve(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        # Consecutive decode steps have close activations: start from the last answer.
+        # A warm start only changes the starting point; the result is the same optimum.
+        last = self._last
+        warm = last if last is not None and last[0].shape[0] == y.shape[0] else None
+        codes = self._solver.solve_sparse(y, warm_start=warm)
+        self._last = codes
+        return codes[0], codes[1]
 
     def __call__(self, z: Tensor) -> tuple[Tensor, Tensor | None]:
         zf = z.float()
         norm = zf.norm(dim=1, keepdim=True)
         # Sparse codes: each row's working set (a few dozen atoms) and its coefficients.
-        idx, val = self._solver.solve_sparse(zf / norm.clamp_min(_TINY))
+        idx, val = self._solve(zf / norm.clamp_min(_TINY))
         pos = self._pos[idx]
         val_u = torch.where(pos >= 0, val, 0.0)
         coef = val_u.new_zeros(val_u.shape[0], self._n_u + 1)
