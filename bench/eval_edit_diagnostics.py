@@ -69,6 +69,8 @@ def main() -> None:
     ap.add_argument("--alpha", default="0.05")
     ap.add_argument("--tau", default="0.95")
     ap.add_argument("--scale", default="0.5")
+    ap.add_argument("--variants", default="raw,centered,raw+mean atom,centered+mean atom")
+    ap.add_argument("--guard", default="off,on", help="off, on or off,on")
     args = ap.parse_args()
 
     from pace.models import load_packaged_model
@@ -98,6 +100,9 @@ def main() -> None:
     ]
     methods += [(f"VecAdd s={s:g}", VecAdd(scale=s)) for s in parse_floats(args.scale, "scale")]
     methods.append(("OrthoProj", OrthoProj()))
+    chosen = [v.strip() for v in args.variants.split(",")]
+    variants = {k: v for k, v in variants.items() if k in chosen}
+    guards = [g.strip() == "on" for g in args.guard.split(",")]
     mid = layers[len(layers) // 2]
     print(
         f"task {task.name}: {len(base)} concepts, {int(base.undesirable.sum())} undesirable, "
@@ -106,7 +111,7 @@ def main() -> None:
     print(f"{'variant':20s} {'method':28s} {'edit':>6s} {'KL':>7s} {'top1':>5s} {'time x':>6s}")
     for vname, d in variants.items():
         print(f"-- {vname}: mean cos(atoms) at layer {mid} = {mean_cos(d, mid):.3f}")
-        for (mname, method), guard in itertools.product(methods, (False, True)):
+        for (mname, method), guard in itertools.product(methods, guards):
             meter = EditMeter(SinkGuard(method) if guard else method)
             t0 = time.perf_counter()
             with steer(model, d, method=meter):

@@ -62,21 +62,24 @@ def run(
     ] = DEFAULT_LAYERS,
     alpha: Annotated[str, typer.Option(help="PaCE alpha(s), comma-separated.")] = "0.05",
     tau: Annotated[str, typer.Option(help="PaCE tau(s), comma-separated.")] = "0.95",
-    scale: Annotated[str, typer.Option(help="VecAdd scale(s), comma-separated.")] = "0.5",
+    scale: Annotated[
+        str, typer.Option(help="VecAdd scale(s) (fraction of ||z|| per layer), comma-separated.")
+    ] = "0.05",
     atoms: Annotated[
         str,
         typer.Option(
             help="Atom variant(s), comma-separated: raw | center (subtract the mean atom) | "
-            "mean-atom (add it as a benign concept) | center+mean-atom."
+            "mean-atom (add it as a benign concept) | center+mean-atom (the default: "
+            "see docs/evaluation.md)."
         ),
-    ] = "raw",
+    ] = "center+mean-atom",
     sink_guard: Annotated[
         str,
         typer.Option(
             help="Leave tokens whose activation norm is over this many times the median "
             "(attention sinks) unedited; comma-separated to sweep; 0 edits every token."
         ),
-    ] = "0",
+    ] = "10",
     judge: Annotated[
         str | None, typer.Option(help="vader | toxicity | llm; default: the task's.")
     ] = None,
@@ -85,7 +88,7 @@ def run(
         Path | None, typer.Option(help="A JSONL prompt file ({'id','prompt'}).")
     ] = None,
     max_new_tokens: Annotated[int, typer.Option(help="Tokens per answer.")] = 32,
-    batch_size: Annotated[int, typer.Option(help="Prompts per generation batch.")] = 8,
+    batch_size: Annotated[int, typer.Option(help="Prompts per generation batch.")] = 16,
     seed: Annotated[int, typer.Option(help="RNG seed (for --sample).")] = 0,
     sample: Annotated[bool, typer.Option(help="Sample instead of greedy decoding.")] = False,
     knowledge: Annotated[

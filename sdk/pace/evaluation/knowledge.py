@@ -1,9 +1,14 @@
 """Knowledge retained: multiple-choice accuracy by option log-likelihood.
 
-Each option is scored as the assistant's answer to the question (the model's chat format):
-by default the mean log-probability per option token (``normalize="mean"``, so longer
-options are not penalised), or the plain sum (``"sum"``). The highest-scoring option is
-the model's choice. Attach steering before calling to measure knowledge *under* steering.
+Each option is scored as the continuation of ``"Question: <q>\nAnswer:"`` (plain text, as
+in lm-evaluation-harness; a system prompt, if any, goes first on its own line): by default
+the sum of the option tokens' log-probabilities (``normalize="sum"``), or their mean
+(``"mean"``). The highest-scoring option is the model's choice. Attach steering before
+calling to measure knowledge *under* steering.
+
+The plain format keeps contexts short (a chat template adds SmolLM2's 30-token default
+system prompt to every one of the 4 x N sequences); on SmolLM2-135M-Instruct the plain
+format with ``"sum"`` also scored best (see docs/evaluation.md).
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pace.evaluation._lm import continuation_logprobs, encode, pad_id, render_chat
+from pace.evaluation._lm import continuation_logprobs, encode, pad_id
 from pace.evaluation.errors import EvaluationError
 from pace.evaluation.tasks import MCQuestion
 
@@ -35,7 +40,7 @@ def mc_accuracy(
     questions: Sequence[MCQuestion],
     *,
     system_prompt: str | None = None,
-    normalize: Normalize = "mean",
+    normalize: Normalize = "sum",
     batch_size: int = 16,
 ) -> Knowledge:
     """Accuracy of ``model`` on ``questions`` (see the module docs)."""
@@ -47,10 +52,11 @@ def mc_accuracy(
     conts: list[list[int]] = []
     owner: list[int] = []
     for qi, q in enumerate(questions):
-        ctx = encode(tokenizer, render_chat(tokenizer, q.question, system_prompt))
+        head = f"{system_prompt}\n" if system_prompt else ""
+        ctx = encode(tokenizer, f"{head}Question: {q.question}\nAnswer:")
         for choice in q.choices:
             contexts.append(ctx)
-            conts.append(encode(tokenizer, choice))
+            conts.append(encode(tokenizer, f" {choice}"))
             owner.append(qi)
     scored = continuation_logprobs(
         model, contexts, conts, batch_size=batch_size, pad=pad_id(tokenizer)

@@ -55,18 +55,24 @@ def test_knowledge_picks_the_most_likely_option(tiny_lm: tuple[Any, Any]) -> Non
         MCQuestion("1", "Capital of France?", ("Paris", "Rome", "Berlin is big", "Oslo"), 0),
         MCQuestion("2", "2 + 2?", ("four", "5", "twenty-two", "none"), 1),
     ]
-    got = mc_accuracy(model, tok, qs, batch_size=3)
+
+    def option_scores(q: MCQuestion, system: str = "") -> list[tuple[float, int]]:
+        ctx = encode(tok, f"{system}Question: {q.question}\nAnswer:")
+        conts = [encode(tok, f" {c}") for c in q.choices]
+        return [(-_nll(model, ctx, c), len(c)) for c in conts]
+
+    got = mc_accuracy(model, tok, qs, batch_size=3)  # default: summed log-likelihood
     for q, pred in zip(qs, got.predictions, strict=True):
-        ctx = encode(tok, render_chat(tok, q.question))
-        means = [-_nll(model, ctx, encode(tok, c)) / len(encode(tok, c)) for c in q.choices]
-        assert pred == max(range(4), key=lambda i: means[i])
+        sums = [lp for lp, _ in option_scores(q)]
+        assert pred == max(range(4), key=lambda i: sums[i])
     correct = sum(p == q.answer for p, q in zip(got.predictions, qs, strict=True))
     assert got.accuracy == correct / 2
-    summed = mc_accuracy(model, tok, qs, normalize="sum")
-    for q, pred in zip(qs, summed.predictions, strict=True):
-        ctx = encode(tok, render_chat(tok, q.question))
-        sums = [-_nll(model, ctx, encode(tok, c)) for c in q.choices]
-        assert pred == max(range(4), key=lambda i: sums[i])
+    mean = mc_accuracy(model, tok, qs, normalize="mean", system_prompt="Be brief.")
+    for q, pred in zip(qs, mean.predictions, strict=True):
+        means = [lp / n for lp, n in option_scores(q, "Be brief.\n")]
+        assert pred == max(range(4), key=lambda i: means[i])
+    with pytest.raises(EvaluationError, match="normalize"):
+        mc_accuracy(model, tok, qs, normalize="max")  # type: ignore[arg-type]
 
 
 def test_generation_is_seeded_and_counts_tokens(tiny_lm: tuple[Any, Any]) -> None:
