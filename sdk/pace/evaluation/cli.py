@@ -28,6 +28,8 @@ eval_app = typer.Typer(
     add_completion=False,
 )
 _console = Console()
+if not _console.is_terminal:  # logs and pipes: keep the table's rows on one line each
+    _console = Console(width=200)
 
 DEFAULT_LAYERS = "8-23"
 """SmolLM2's middle decoder blocks (of 30), as in ``pace demo``."""
