@@ -23,7 +23,7 @@ from pace.evaluation.harness import EditMeter, evaluate
 from pace.evaluation.judges import Judge, LLMJudge, ToxicityJudge, VaderJudge, Verdict, make_judge
 from pace.evaluation.knowledge import Knowledge, mc_accuracy
 from pace.evaluation.methods import MethodSpec, format_layers, parse_layers
-from pace.evaluation.report import plot_results, print_report, results_table
+from pace.evaluation.report import markdown_table, plot_results, print_report, results_table
 from pace.evaluation.results import EvalResults, MethodResult, ResponseRecord
 from pace.evaluation.starter import label_dictionary, packaged_model_id, starter_dictionary
 from pace.evaluation.sweep import parse_floats, sweep_methods
@@ -69,6 +69,7 @@ __all__ = [
     "load_partition_labels",
     "load_prompts",
     "make_judge",
+    "markdown_table",
     "mc_accuracy",
     "packaged_model_id",
     "parse_floats",

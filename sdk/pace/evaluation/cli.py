@@ -225,17 +225,21 @@ def run(
 def report(
     results_file: Annotated[Path, typer.Argument(help="A results.json written by 'run'.")],
     chart: Annotated[Path | None, typer.Option(help="Also write the PNG chart here.")] = None,
+    markdown: Annotated[bool, typer.Option(help="Print a markdown table instead.")] = False,
 ) -> None:
     """Print a saved evaluation's table (and redraw its chart)."""
     from pace.evaluation.errors import EvaluationError
-    from pace.evaluation.report import plot_results, print_report
+    from pace.evaluation.report import markdown_table, plot_results, print_report
     from pace.evaluation.results import EvalResults
 
     try:
         results = EvalResults.load(results_file)
     except EvaluationError as exc:
         raise _fail(str(exc)) from exc
-    print_report(results, _console)
+    if markdown:
+        print(markdown_table(results))
+    else:
+        print_report(results, _console)
     if chart is not None:
         plot_results(results, chart)
         _console.print(f"wrote {chart}")

@@ -16,7 +16,7 @@ from rich.table import Table
 
 from pace.evaluation.results import EvalResults
 
-__all__ = ["plot_results", "print_report", "results_table"]
+__all__ = ["markdown_table", "plot_results", "print_report", "results_table"]
 
 _COLORS = {
     "vanilla": "#555555",
@@ -64,6 +64,36 @@ def results_table(results: EvalResults) -> Table:
             _fmt(m.edit_norm, ".3f"),
         )
     return table
+
+
+def markdown_table(results: EvalResults) -> str:
+    """The table as GitHub markdown (for reports and docs)."""
+    head = [
+        "method",
+        "aligned",
+        f"mean {results.judge_score_name}",
+        "perplexity",
+        "distinct-2",
+        "length",
+        f"knowledge ({results.n_questions})",
+        "ms/token",
+        "edit",
+    ]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for m in results.methods:
+        cells = [
+            m.label,
+            _fmt(m.alignment, ".1%"),
+            _fmt(m.judge_score, "+.3f"),
+            _fmt(m.perplexity, ".2f"),
+            _fmt(m.distinct2, ".3f"),
+            _fmt(m.mean_length, ".1f"),
+            _fmt(m.knowledge, ".1%"),
+            _fmt(m.ms_per_token, ".0f"),
+            _fmt(m.edit_norm, ".3f"),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def print_report(results: EvalResults, console: Console | None = None) -> None:

@@ -30,6 +30,10 @@ def test_report_prints_a_saved_evaluation_and_redraws_its_chart(
     assert out.exit_code == 0, out.output
     assert "PaCE a=0.1 t=0.95 L2" in out.output and "no-x-1" in out.output
     assert (tmp_path / "c.png").stat().st_size > 1000
+    md = runner.invoke(eval_app, ["report", str(path), "--markdown"])
+    assert md.exit_code == 0
+    rows = [line for line in md.output.splitlines() if line.startswith("| PaCE")]
+    assert len(rows) == 1 and rows[0].count("|") == 10
 
 
 def test_cli_rejects_bad_options_naming_them(tmp_path: Path) -> None:
