@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -107,7 +108,10 @@ def print_report(results: EvalResults, console: Console | None = None) -> None:
 
 
 def plot_results(results: EvalResults, path: str | os.PathLike[str]) -> Path:
-    """Write the PNG chart (see module docs); returns its path."""
+    """Write the PNG chart (see module docs); returns its path.
+
+    Points are numbered; the legend under the panels maps numbers to method labels.
+    """
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -116,14 +120,19 @@ def plot_results(results: EvalResults, path: str | os.PathLike[str]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     methods = results.methods
-    fig, axes = plt.subplots(1, 3, figsize=(17, 5.5))
+    rows = (len(methods) + 1) // 2
+    fig = plt.figure(figsize=(16, 5.2 + 0.22 * rows))
+    grid = fig.add_gridspec(2, 3, height_ratios=[5.2, 0.22 * rows + 0.3])
+    axes = [fig.add_subplot(grid[0, i]) for i in range(3)]
+
+    def point(ax: Any, i: int, x: float, y: float, kind: str) -> None:
+        ax.scatter(x, y, color=_COLORS.get(kind, "k"), s=45, zorder=3)
+        ax.annotate(str(i + 1), (x, y), fontsize=8, xytext=(4, 3), textcoords="offset points")
+
     ax = axes[0]
-    for m in methods:
-        if not math.isfinite(m.perplexity):
-            continue
-        ax.scatter(m.perplexity, 100 * m.alignment, color=_COLORS.get(m.kind, "k"), s=40)
-        ax.annotate(m.label, (m.perplexity, 100 * m.alignment), fontsize=7,
-                    xytext=(3, 3), textcoords="offset points")  # fmt: skip
+    for i, m in enumerate(methods):
+        if math.isfinite(m.perplexity):
+            point(ax, i, m.perplexity, 100 * m.alignment, m.kind)
     ppl = [m.perplexity for m in methods if math.isfinite(m.perplexity) and m.perplexity > 0]
     if ppl and max(ppl) / min(ppl) > 20:
         ax.set_xscale("log")
@@ -132,24 +141,28 @@ def plot_results(results: EvalResults, path: str | os.PathLike[str]) -> Path:
     ax.set_title(f"{results.task}: alignment vs perplexity")
     ax.grid(alpha=0.3)
     ax = axes[1]
-    for m in methods:
-        if m.knowledge is None:
-            continue
-        ax.scatter(100 * m.knowledge, 100 * m.alignment, color=_COLORS.get(m.kind, "k"), s=40)
-        ax.annotate(m.label, (100 * m.knowledge, 100 * m.alignment), fontsize=7,
-                    xytext=(3, 3), textcoords="offset points")  # fmt: skip
+    measured = [(i, m) for i, m in enumerate(methods) if m.knowledge is not None]
+    for i, m in measured:
+        point(ax, i, 100 * float(m.knowledge or 0.0), 100 * m.alignment, m.kind)
+    if not measured:
+        ax.text(0.5, 0.5, "knowledge not measured", ha="center", transform=ax.transAxes)
     ax.set_xlabel(f"knowledge retained: MC accuracy, % ({results.n_questions} questions)")
     ax.set_ylabel("aligned responses, %")
     ax.set_title("alignment vs knowledge")
     ax.grid(alpha=0.3)
     ax = axes[2]
-    labels = [m.label for m in methods]
     ax.barh(range(len(methods)), [m.ms_per_token for m in methods],
             color=[_COLORS.get(m.kind, "k") for m in methods])  # fmt: skip
-    ax.set_yticks(range(len(methods)), labels, fontsize=7)
+    ax.set_yticks(range(len(methods)), [str(i + 1) for i in range(len(methods))])
     ax.invert_yaxis()
     ax.set_xlabel("ms per generated token")
     ax.set_title("speed")
+    legend = fig.add_subplot(grid[1, :])
+    legend.axis("off")
+    for i, m in enumerate(methods):
+        col, row = divmod(i, rows)
+        legend.text(0.01 + 0.5 * col, 1 - (row + 0.5) / rows, f"{i + 1}. {m.label}",
+                    color=_COLORS.get(m.kind, "k"), fontsize=9, va="center")  # fmt: skip
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
