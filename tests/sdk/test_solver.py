@@ -117,12 +117,25 @@ BATCHED = ElasticNetConfig(cpu_rowwise=False)  # the torch path that CUDA runs
     [
         ElasticNetConfig(screen_size=2),  # several rounds of working-set growth
         ElasticNetConfig(gram_max_n=0),  # no Gram cache: KKT by a pass over D
+        ElasticNetConfig(compiled=False),  # the NumPy path (what runs without numba)
+        ElasticNetConfig(compiled=False, screen_size=2),
+        ElasticNetConfig(compiled=False, gram_max_n=0),
         BATCHED,
         ElasticNetConfig(cpu_rowwise=False, screen_size=2),
         ElasticNetConfig(cpu_rowwise=False, gram_max_n=0),  # as on GPU
         ElasticNetConfig(cpu_rowwise=False, max_pdas_iter=1),  # PDAS cut short: homotopy
     ],
-    ids=["grow", "no-gram", "batched", "batched-grow", "batched-no-gram", "batched-homotopy"],
+    ids=[
+        "grow",
+        "no-gram",
+        "numpy",
+        "numpy-grow",
+        "numpy-no-gram",
+        "batched",
+        "batched-grow",
+        "batched-no-gram",
+        "batched-homotopy",
+    ],
 )
 def test_solver_paths_agree_with_sklearn(config: ElasticNetConfig) -> None:
     atoms = _atoms(300, 64, correlated=True, seed=11)
@@ -212,7 +225,7 @@ def test_warm_start_gives_the_same_optimum() -> None:
     y_next = y_next / y_next.norm(dim=1, keepdim=True)
     solver = ElasticNet(atoms)
     cold = solver.solve(y_next)
-    for config in (ElasticNetConfig(), BATCHED):
+    for config in (ElasticNetConfig(), ElasticNetConfig(compiled=False), BATCHED):
         s = ElasticNet(atoms, config=config)
         warm = s.solve(y_next, warm_start=s.solve_sparse(y))
         assert torch.equal(warm.abs() > SUPPORT_EPS, cold.abs() > SUPPORT_EPS)

@@ -36,6 +36,10 @@ class ElasticNetConfig:
     cpu_rowwise: bool = True
     """On CPU, solve rows one at a time in NumPy (far less per-call overhead); False runs
     the batched torch path that CUDA uses."""
+    compiled: bool = True
+    """On CPU, run the compiled (numba) kernels when numba is installed: the whole solve
+    for rows with a cached Gram, the working-set homotopy otherwise. False (or no numba)
+    keeps the NumPy path. Either way the answer is KKT-checked on every atom."""
 
     def __post_init__(self) -> None:
         _check_positive_float("alpha", self.alpha)

@@ -27,6 +27,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from pace.solver import _compiled
 from pace.solver._config import ElasticNetConfig
 from pace.solver._errors import ConvergenceError
 from pace.solver._kkt import unit_rows
@@ -102,7 +103,9 @@ class ElasticNet:
         self._gram: torch.Tensor | None = None
         if cpu and n <= cfg.gram_max_n:
             # With the Gram cached, the KKT check costs k*n per row instead of n*d.
-            self._gram = self._compute @ self._compute.T
+            # Symmetrised exactly, so the compiled kernel may read either triangle.
+            gram = self._compute @ self._compute.T
+            self._gram = (gram + gram.T).mul_(0.5)
         self._ridge_factor: torch.Tensor | None = None
         self._gram_np: np.ndarray | None = None
 
@@ -176,14 +179,25 @@ class ElasticNet:
     def _solve_codes(self, y: torch.Tensor, warm_start: SparseCodes | None = None) -> SparseCodes:
         cfg = self._config
         bsz, n = y.shape[0], self.n
-        warm = self._check_warm_start(warm_start, bsz)
+        self._check_warm_start(warm_start, bsz)
         if bsz == 0:
             empty = torch.zeros(0, 0, device=self.device)
             return SparseCodes(empty.long(), empty)
         if cfg.l1 == 0.0:
             return self._ridge(y)
         if self.device.type == "cpu" and cfg.cpu_rowwise:
-            rowwise = self._solve_rowwise(y, warm)
+            # One compiled signature (fp32) keeps the one-off JIT cost down; fp64 atoms
+            # take the NumPy path.
+            if (
+                cfg.compiled
+                and _compiled.AVAILABLE
+                and self._gram is not None
+                and self._gram.dtype == torch.float32
+            ):
+                codes = self._solve_compiled(y, warm_start)
+                if codes is not None:
+                    return codes
+            rowwise = self._solve_rowwise(y, _warm_rows(warm_start))
             if rowwise is not None:
                 return rowwise
         sd = self._solve_dtype
@@ -228,12 +242,10 @@ class ElasticNet:
             )
         return SparseCodes(w, (c * valid).float())
 
-    def _check_warm_start(
-        self, warm_start: SparseCodes | None, bsz: int
-    ) -> list[tuple[np.ndarray, np.ndarray]] | None:
-        """Per row ``(support indices, values)`` of a warm start, validated."""
+    def _check_warm_start(self, warm_start: SparseCodes | None, bsz: int) -> None:
+        """Raise ValueError unless ``warm_start`` is None or fits ``bsz`` rows of this solver."""
         if warm_start is None:
-            return None
+            return
         idx, val = warm_start
         if idx.shape != val.shape or idx.ndim != 2 or idx.shape[0] != bsz:
             raise ValueError(
@@ -242,14 +254,45 @@ class ElasticNet:
             )
         if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= self.n):
             raise ValueError(f"warm_start indices must lie in [0, {self.n})")
-        rows = []
-        for i_row, v_row in zip(
-            idx.cpu().numpy(), val.detach().double().cpu().numpy(), strict=True
-        ):
-            on = v_row != 0
-            uniq, first = np.unique(i_row[on], return_index=True)
-            rows.append((uniq.astype(np.int64), v_row[on][first]))
-        return rows
+
+    def _solve_compiled(
+        self, y: torch.Tensor, warm_start: SparseCodes | None
+    ) -> SparseCodes | None:
+        """All rows in the compiled kernel (Gram cached); None if any row needs the safe path."""
+        cfg = self._config
+        if self._gram_np is None:
+            assert self._gram is not None
+            self._gram_np = self._gram.numpy()
+        yc = y if y.dtype == self._compute.dtype else y.to(self._compute.dtype)
+        r = (yc @ self._compute.T).numpy()  # the one pass over D
+        bsz = r.shape[0]
+        if warm_start is None:
+            ptr, seeds, seed_val = np.zeros(bsz + 1, dtype=np.int64), _NO_SEEDS, _NO_VALUES
+        else:
+            # The earlier supports join the screened working sets and their values are the
+            # first guess (a repeated index keeps its first value).
+            val = warm_start.values.detach().cpu()
+            on = val != 0
+            seeds = warm_start.indices.cpu()[on].numpy().astype(np.int64, copy=False)
+            seed_val = val[on].double().numpy()
+            ptr = np.zeros(bsz + 1, dtype=np.int64)
+            np.cumsum(on.sum(dim=1).numpy(), out=ptr[1:])
+        idx, val_out, status = _compiled.solve_gram_rows(
+            r,
+            self._gram_np,
+            cfg.l1,
+            cfg.l2,
+            cfg.tol,
+            cfg.screen_size,
+            cfg.max_iter,
+            cfg.max_pdas_iter,
+            ptr,
+            seeds,
+            seed_val,
+        )
+        if status != _compiled.OK:
+            return None
+        return SparseCodes(torch.from_numpy(idx), torch.from_numpy(val_out))
 
     def _solve_rowwise(
         self, y: torch.Tensor, warm: list[tuple[np.ndarray, np.ndarray]] | None = None
@@ -269,6 +312,7 @@ class ElasticNet:
             max_rounds=cfg.max_iter,
             max_pdas_iter=cfg.max_pdas_iter,
             warm=warm,
+            compiled=cfg.compiled and _compiled.AVAILABLE,
         )
         if rows is None:
             return None
@@ -357,6 +401,23 @@ def elastic_net(
 ) -> torch.Tensor:
     """One-shot ``ElasticNet(atoms, alpha=alpha, tau=tau, config=config).solve(y)``."""
     return ElasticNet(atoms, alpha=alpha, tau=tau, config=config).solve(y)
+
+
+_NO_SEEDS = np.zeros(0, dtype=np.int64)
+_NO_VALUES = np.zeros(0, dtype=np.float64)
+
+
+def _warm_rows(warm_start: SparseCodes | None) -> list[tuple[np.ndarray, np.ndarray]] | None:
+    """Per row ``(distinct support indices, their values)`` of a validated warm start."""
+    if warm_start is None:
+        return None
+    idx, val = warm_start
+    rows = []
+    for i_row, v_row in zip(idx.cpu().numpy(), val.detach().double().cpu().numpy(), strict=True):
+        on = v_row != 0
+        uniq, first = np.unique(i_row[on], return_index=True)
+        rows.append((uniq.astype(np.int64), v_row[on][first]))
+    return rows
 
 
 def _check_atoms(atoms: torch.Tensor) -> None:

@@ -13,6 +13,8 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from pace.solver._compiled import OK, homotopy_ws
+
 __all__ = ["homotopy_np", "pdas_np", "solve_rows"]
 
 F64 = npt.NDArray[np.float64]
@@ -164,6 +166,7 @@ def solve_rows(
     max_rounds: int,
     max_pdas_iter: int,
     warm: list[tuple[I64, F64]] | None = None,
+    compiled: bool = False,
 ) -> list[tuple[I64, F64]] | None:
     """Solve each row of ``y`` on the CPU; ``None`` if a path fails (use the batched path).
 
@@ -176,6 +179,8 @@ def solve_rows(
         compute: (n, d) unit atoms in the compute dtype (fp32 or fp64).
         gram: the cached ``compute @ compute.T`` as NumPy, or None.
         warm: per row, an earlier support and its values (distinct indices), or None.
+        compiled: solve the working sets with the compiled homotopy
+            (``pace.solver._compiled``); the NumPy steps remain its fallback.
 
     Returns:
         Per row ``(indices, values)`` over its final working set; values are exact zeros
@@ -212,7 +217,13 @@ def solve_rows(
             # Later rounds start next to the answer, where PDAS settles in a step or two;
             # the first round (and any PDAS that cycles) follows the exact path instead.
             prev = start[i]
-            c = None if prev is None else pdas_np(h, b, l1, prev, max_pdas_iter)
+            c = None
+            if compiled:
+                c, status = homotopy_ws(h, b, l1, tol, 8 * len(w) + 16)
+                if status != OK:
+                    c = None
+            if c is None and prev is not None:
+                c = pdas_np(h, b, l1, prev, max_pdas_iter)
             if c is None:
                 c = homotopy_np(h, b, l1, max_steps=8 * len(w) + 16, tol=tol)
                 if c is None:

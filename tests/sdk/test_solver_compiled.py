@@ -1,0 +1,93 @@
+"""The compiled (numba) CPU kernels: their building blocks, and the fallback around them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from pace.solver import ElasticNet, ElasticNetConfig, _compiled, kkt_violation
+from pace.solver._single import homotopy_np
+
+pytestmark = pytest.mark.skipif(not _compiled.AVAILABLE, reason="numba is not installed")
+
+
+def _problem(k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A working-set system ``H = A A^T + l2 I`` of correlated unit atoms, and ``b = A y``."""
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((k, 40)) + 2.0 * rng.standard_normal(40)
+    a /= np.linalg.norm(a, axis=1, keepdims=True)
+    y = a[:3].T @ rng.standard_normal(3) + 0.05 * rng.standard_normal(40)
+    h = a @ a.T + 0.0025 * np.eye(k)
+    return h, a @ (y / np.linalg.norm(y))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_homotopy_ws_is_optimal_and_agrees_with_numpy(seed: int) -> None:
+    h, b = _problem(60, seed)
+    l1 = 0.0475
+    c, status = _compiled.homotopy_ws(h, b, l1, 1e-9, 8 * 60 + 16)
+    assert status == _compiled.OK
+    d = b - h @ c
+    on = c != 0
+    assert on.any()
+    np.testing.assert_allclose(d[on], l1 * np.sign(c[on]), atol=1e-9)
+    assert np.abs(d[~on]).max() <= l1 + 1e-9
+    ref = homotopy_np(h, b, l1, max_steps=8 * 60 + 16, tol=1e-9)
+    assert ref is not None
+    np.testing.assert_allclose(c, ref, atol=1e-10)
+
+
+@pytest.mark.parametrize(("n", "k"), [(1, 1), (7, 3), (2000, 32), (500, 499), (50, 50)])
+def test_top_selects_the_largest(n: int, k: int) -> None:
+    rng = np.random.default_rng(n + k)
+    score = np.round(rng.random(n) * 20) / 20  # many ties
+    got = _compiled._top(score, k)
+    assert got.shape == (k,) and len(set(got.tolist())) == k
+    np.testing.assert_array_equal(np.sort(score[got]), np.sort(score)[n - k :])
+
+
+def _atoms(n: int, d: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return 3.0 * torch.randn(d, generator=g) + 0.7 * torch.randn(n, d, generator=g)
+
+
+def test_kernel_failure_falls_back_to_the_numpy_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    atoms = _atoms(300, 48, seed=1)
+    y = torch.randn(3, 48, generator=torch.Generator().manual_seed(2))
+    y = y / y.norm(dim=1, keepdim=True)
+    expected = ElasticNet(atoms, config=ElasticNetConfig(compiled=False)).solve(y)
+    calls: list[int] = []
+    real = _compiled.solve_gram_rows
+
+    def failing(*args: object) -> tuple[np.ndarray, np.ndarray, int]:
+        calls.append(1)
+        idx, val, _ = real(*args)
+        return idx, val, _compiled.OK + 1
+
+    monkeypatch.setattr(_compiled, "solve_gram_rows", failing)
+    got = ElasticNet(atoms).solve(y)
+    assert calls, "the compiled kernel was not tried"
+    torch.testing.assert_close(got, expected)
+
+
+def test_compiled_kernel_runs_and_is_optimal(monkeypatch: pytest.MonkeyPatch) -> None:
+    atoms = _atoms(500, 64, seed=3)
+    y = torch.randn(4, 64, generator=torch.Generator().manual_seed(4))
+    y = y / y.norm(dim=1, keepdim=True)
+    calls: list[int] = []
+    real = _compiled.solve_gram_rows
+
+    def spy(*args: object) -> tuple[np.ndarray, np.ndarray, int]:
+        calls.append(1)
+        out: tuple[np.ndarray, np.ndarray, int] = real(*args)
+        return out
+
+    monkeypatch.setattr(_compiled, "solve_gram_rows", spy)
+    solver = ElasticNet(atoms, config=ElasticNetConfig(screen_size=4))  # several rounds
+    idx, val = solver.solve_sparse(y)
+    assert calls == [1]
+    assert bool((val != 0).all(dim=1).any())  # compact: supports, not working sets
+    c = torch.zeros(4, 500).scatter_add_(1, idx, val)
+    assert float(kkt_violation(solver.atoms, y, c, alpha=0.05, tau=0.95).max()) <= 1e-5
+    reference = ElasticNet(atoms, config=ElasticNetConfig(compiled=False)).solve(y)
+    torch.testing.assert_close(c, reference, atol=2e-6, rtol=1e-5)
