@@ -91,3 +91,23 @@ def test_compiled_kernel_runs_and_is_optimal(monkeypatch: pytest.MonkeyPatch) ->
     assert float(kkt_violation(solver.atoms, y, c, alpha=0.05, tau=0.95).max()) <= 1e-5
     reference = ElasticNet(atoms, config=ElasticNetConfig(compiled=False)).solve(y)
     torch.testing.assert_close(c, reference, atol=2e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("screen_size", [1, 3, 8, 32])
+def test_resumed_paths_match_the_numpy_path(screen_size: int) -> None:
+    # Small screens force several rounds, each resuming the previous round's path where
+    # the new atoms first cross; the answers must equal the NumPy path's (fresh paths).
+    atoms = _atoms(800, 96, seed=5)
+    g = torch.Generator().manual_seed(6)
+    idx = torch.randint(0, 800, (12, 10), generator=g)
+    y = (torch.randn(12, 10, 1, generator=g) * atoms[idx]).sum(1)
+    y = y + 0.1 * y.norm(dim=1, keepdim=True) * torch.randn(12, 96, generator=g) / 96**0.5
+    y = y / y.norm(dim=1, keepdim=True)
+    config = ElasticNetConfig(alpha=0.02, screen_size=screen_size)
+    got = ElasticNet(atoms, config=config).solve(y)
+    ref = ElasticNet(atoms, config=ElasticNetConfig(alpha=0.02, compiled=False)).solve(y)
+    assert int((got != 0).sum(1).min()) >= 3  # real supports, not trivial answers
+    assert torch.equal(got != 0, ref != 0)
+    torch.testing.assert_close(got, ref, atol=2e-6, rtol=1e-5)
+    solver = ElasticNet(atoms, config=config)
+    assert float(kkt_violation(solver.atoms, y, got, alpha=0.02, tau=0.95).max()) <= 1e-5

@@ -58,72 +58,110 @@ def _homotopy(
     tol: float,
     max_steps: int,
     c: npt.NDArray[np.float64],
-) -> int:
+    plam: npt.NDArray[np.float64],
+    pc: npt.NDArray[np.float64],
+    ps: npt.NDArray[np.float64],
+    t0: int,
+) -> tuple[int, int]:
     """``c = argmin 1/2 c^T h c - b^T c + l1 |c|_1`` (h symmetric positive definite).
 
-    The event logic is that of ``pace.solver._single.homotopy_np``: on a stretch with
-    active set ``A`` and signs ``s``, ``c_A(lam) = u - lam v`` with ``u = H_AA^-1 b_A``
-    and ``v = H_AA^-1 s_A``; a free correlation ``e + lam f`` joins when it reaches
-    ``+-lam``, an active coefficient leaves when it reaches 0.
+    Follows the path down from ``lam = max |b|`` (``t0 = 0``) or resumes it at recorded
+    breakpoint ``t0 - 1``. The event logic is that of ``pace.solver._single.homotopy_np``:
+    on a stretch with active set ``A`` and signs ``s``, ``dc_A/dlam = -v`` with
+    ``v = H_AA^-1 s_A`` and the correlations ``d = b - h c`` move by ``f = h_:A v``; a free
+    correlation joins when it reaches ``+-lam``, an active coefficient leaves at 0. ``c``
+    and ``d`` are carried along the path (one ``m x k`` product per event); the end point
+    is re-solved from scratch and checked.
+
+    Breakpoint ``t`` (the state just after event ``t``; 0 is the start) is recorded as
+    ``plam[t]``, the coefficients ``pc[t]`` and the signs ``ps[t]`` (0 off ``A``), so a
+    later round on a larger working set can resume where the paths part.
+
+    Returns ``(status, number of recorded breakpoints)``.
     """
     k = b.shape[0]
+    cap = plam.shape[0]
     for j in range(k):
         c[j] = 0.0
-    lam0 = 0.0
-    j0 = 0
-    for j in range(k):
-        if abs(b[j]) > lam0:
-            lam0 = abs(b[j])
-            j0 = j
-    if lam0 <= l1:
-        return OK
-    eps = 1e-10 * lam0
     order = np.empty(k, np.int64)
     sg = np.empty(k)
     inv = np.empty((k, k))
     free = np.ones(k, np.bool_)
-    u = np.empty(k)
+    cur = np.empty(k)  # c on the active slots, in order
+    d = np.empty(k)  # b - h c on every slot
     v = np.empty(k)
-    e = np.empty(k)
     f = np.empty(k)
     z = np.empty(k)
-    order[0] = j0
-    sg[0] = 1.0 if b[j0] > 0 else -1.0
-    inv[0, 0] = 1.0 / h[j0, j0]
-    free[j0] = False
-    m = 1
-    lam = lam0
+    if t0 == 0:
+        lam0 = 0.0
+        j0 = 0
+        for j in range(k):
+            if abs(b[j]) > lam0:
+                lam0 = abs(b[j])
+                j0 = j
+        if lam0 <= l1:
+            return OK, 0
+        order[0] = j0
+        sg[0] = 1.0 if b[j0] > 0 else -1.0
+        inv[0, 0] = 1.0 / h[j0, j0]
+        free[j0] = False
+        cur[0] = 0.0
+        m = 1
+        lam = lam0
+        for j in range(k):
+            d[j] = b[j]
+            pc[0, j] = 0.0
+            ps[0, j] = 0.0
+        plam[0] = lam0
+        ps[0, j0] = sg[0]
+        t = 1
+    else:
+        lam0 = plam[0]
+        lam = plam[t0 - 1]
+        m = 0
+        for j in range(k):
+            if ps[t0 - 1, j] != 0.0:
+                order[m] = j
+                sg[m] = ps[t0 - 1, j]
+                cur[m] = pc[t0 - 1, j]
+                free[j] = False
+                m += 1
+        if m > 0 and not _invert(h, order, m, inv):
+            return _FAIL, 0
+        for j in range(k):
+            d[j] = b[j]
+        for i in range(m):
+            row = h[order[i]]
+            ci = cur[i]
+            for j in range(k):
+                d[j] -= ci * row[j]
+        t = t0
+    eps = 1e-10 * lam0
     ninf = -np.inf
     for _ in range(max_steps):
         for i in range(m):
-            su = 0.0
             sv = 0.0
             for a in range(m):
-                su += inv[i, a] * b[order[a]]
                 sv += inv[i, a] * sg[a]
-            u[i] = su
             v[i] = sv
         for j in range(k):
-            e[j] = b[j]
             f[j] = 0.0
         for i in range(m):
             row = h[order[i]]
-            ui = u[i]
             vi = v[i]
             for j in range(k):
-                e[j] -= ui * row[j]
                 f[j] += vi * row[j]
         lim = lam - eps
         best_leave = ninf
         il = -1
         for i in range(m):
             cand = ninf
-            if sg[i] * (u[i] - lam * v[i]) < -1e-12:
+            if sg[i] * cur[i] < -1e-12:
                 cand = lam  # overdue: already past zero
             elif v[i] != 0.0:
-                t = u[i] / v[i]
-                if t < lim and t > l1:
-                    cand = t
+                lv = (cur[i] + lam * v[i]) / v[i]
+                if lv < lim and lv > l1:
+                    cand = lv
             if cand > best_leave:
                 best_leave = cand
                 il = i
@@ -136,21 +174,27 @@ def _homotopy(
                 if not free[j]:
                     continue
                 cand = ninf
-                d_now = e[j] + lam * f[j]
-                if abs(d_now) > lam + eps and sgn * d_now > 0.0:
+                if abs(d[j]) > lam + eps and sgn * d[j] > 0.0:
                     cand = lam  # overdue: a near-tie skipped by eps
                 else:
                     den = 1.0 - sgn * f[j]
                     if den != 0.0:
-                        t = sgn * e[j] / den
-                        if t < lim and t > l1:
-                            cand = t
+                        lj = sgn * (d[j] - lam * f[j]) / den
+                        if lj < lim and lj > l1:
+                            cand = lj
                 if cand > best_join:
                     best_join = cand
                     jj = j
                     jsign = sgn
         if best_leave == ninf and best_join == ninf:
-            return _end_point(h, b, l1, tol, order, sg, m, c)
+            return _end_point(h, b, l1, tol, order, sg, m, c), t
+        mu = best_leave if best_leave >= best_join else best_join
+        step = mu - lam
+        for i in range(m):
+            cur[i] -= step * v[i]
+        for j in range(k):
+            d[j] += step * f[j]
+        lam = mu
         if best_leave >= best_join:
             piv = inv[il, il]
             for i in range(m):
@@ -168,44 +212,70 @@ def _homotopy(
                     inv[i, il] = inv[i, last]
                 order[il] = order[last]
                 sg[il] = sg[last]
+                cur[il] = cur[last]
             m = last
-            lam = best_leave
-            continue
-        q = h[jj, jj]
-        sigma = q
-        for i in range(m):
-            s = 0.0
-            for a in range(m):
-                s += inv[i, a] * h[order[a], jj]
-            z[i] = s
-            sigma -= h[order[i], jj] * s
-        if not sigma > 1e-12 * q:
-            return _FAIL  # the new atom is (numerically) in the span of the active ones
-        for i in range(m):
-            zi = z[i] / sigma
-            for a in range(m):
-                inv[i, a] += zi * z[a]
-            inv[i, m] = -zi
-            inv[m, i] = -zi
-        inv[m, m] = 1.0 / sigma
-        order[m] = jj
-        sg[m] = jsign
-        free[jj] = False
-        m += 1
-        lam = best_join
-    return _STEPS
+        else:
+            q = h[jj, jj]
+            sigma = q
+            for i in range(m):
+                acc = 0.0
+                for a in range(m):
+                    acc += inv[i, a] * h[order[a], jj]
+                z[i] = acc
+                sigma -= h[order[i], jj] * acc
+            if not sigma > 1e-12 * q:
+                return _FAIL, t  # the new atom is (numerically) in the span of the active ones
+            for i in range(m):
+                zi = z[i] / sigma
+                for a in range(m):
+                    inv[i, a] += zi * z[a]
+                inv[i, m] = -zi
+                inv[m, i] = -zi
+            inv[m, m] = 1.0 / sigma
+            order[m] = jj
+            sg[m] = jsign
+            cur[m] = 0.0
+            free[jj] = False
+            m += 1
+        if t < cap:
+            plam[t] = lam
+            for j in range(k):
+                pc[t, j] = 0.0
+                ps[t, j] = 0.0
+            for i in range(m):
+                pc[t, order[i]] = cur[i]
+                ps[t, order[i]] = sg[i]
+            t += 1
+    return _STEPS, t
 
 
 @_jit
-def _cholesky_solve(
+def _invert(
+    h: npt.NDArray[np.float64], act: npt.NDArray[np.int64], m: int, inv: npt.NDArray[np.float64]
+) -> bool:
+    """``inv[:m, :m] = h[act, act]^-1`` by Cholesky; False if not positive definite."""
+    chol = np.zeros((m, m))
+    if not _cholesky(h, act, m, chol):
+        return False
+    e = np.zeros(m)
+    x = np.empty(m)
+    for i in range(m):
+        e[i] = 1.0
+        _chol_apply(chol, m, e, x)
+        for a in range(m):
+            inv[a, i] = x[a]
+        e[i] = 0.0
+    return True
+
+
+@_jit
+def _cholesky(
     h: npt.NDArray[np.float64],
     act: npt.NDArray[np.int64],
     m: int,
-    rhs: npt.NDArray[np.float64],
-    x: npt.NDArray[np.float64],
+    chol: npt.NDArray[np.float64],
 ) -> bool:
-    """``x[:m] = h[act, act]^-1 rhs[:m]`` by Cholesky; False if not positive definite."""
-    chol = np.zeros((m, m))
+    """Lower ``chol[:m, :m]`` with ``chol chol^T = h[act, act]``; False if not positive definite."""
     for i in range(m):
         hi = h[act[i]]
         for j in range(i + 1):
@@ -218,6 +288,17 @@ def _cholesky_solve(
                 chol[i, i] = np.sqrt(s)
             else:
                 chol[i, j] = s / chol[j, j]
+    return True
+
+
+@_jit
+def _chol_apply(
+    chol: npt.NDArray[np.float64],
+    m: int,
+    rhs: npt.NDArray[np.float64],
+    x: npt.NDArray[np.float64],
+) -> None:
+    """``x[:m] = (chol chol^T)^-1 rhs[:m]``."""
     for i in range(m):
         s = rhs[i]
         for a in range(i):
@@ -228,6 +309,21 @@ def _cholesky_solve(
         for a in range(i + 1, m):
             s -= chol[a, i] * x[a]
         x[i] = s / chol[i, i]
+
+
+@_jit
+def _cholesky_solve(
+    h: npt.NDArray[np.float64],
+    act: npt.NDArray[np.int64],
+    m: int,
+    rhs: npt.NDArray[np.float64],
+    x: npt.NDArray[np.float64],
+) -> bool:
+    """``x[:m] = h[act, act]^-1 rhs[:m]`` by Cholesky; False if not positive definite."""
+    chol = np.zeros((m, m))
+    if not _cholesky(h, act, m, chol):
+        return False
+    _chol_apply(chol, m, rhs, x)
     return True
 
 
@@ -327,8 +423,12 @@ def homotopy_ws(
 
     Returns ``(c, status)``; ``status != OK`` means no certified answer (use another path).
     """
-    c = np.zeros(b.shape[0])
-    status = _homotopy(h, b, l1, tol, max_steps, c)
+    k = b.shape[0]
+    c = np.zeros(k)
+    cap = max_steps + 1
+    status, _ = _homotopy(
+        h, b, l1, tol, max_steps, c, np.empty(cap), np.empty((cap, k)), np.empty((cap, k)), 0
+    )
     return c, status
 
 
@@ -371,6 +471,39 @@ def _top(score: npt.NDArray[np.float64], k: int) -> npt.NDArray[np.int64]:
 
 
 @_jit
+def _first_crossing(
+    h: npt.NDArray[np.float64],
+    b: npt.NDArray[np.float64],
+    plam: npt.NDArray[np.float64],
+    pc: npt.NDArray[np.float64],
+    n_bp: int,
+    k_prev: int,
+) -> int:
+    """First recorded breakpoint where a slot ``>= k_prev`` has ``|b_j - h_j c| > lam``.
+
+    Returns ``n_bp`` if there is none (the crossing is on the last stretch); 0 means the
+    path must start from the top.
+    """
+    k = b.shape[0]
+    nz = np.empty(k_prev, np.int64)
+    for t in range(n_bp):
+        lam = plam[t]
+        m = 0
+        for a in range(k_prev):
+            if pc[t, a] != 0.0:
+                nz[m] = a
+                m += 1
+        for j in range(k_prev, k):
+            hj = h[j]
+            dj = b[j]
+            for i in range(m):
+                dj -= hj[nz[i]] * pc[t, nz[i]]
+            if abs(dj) > lam:
+                return t
+    return n_bp
+
+
+@_jit
 def _solve_row(
     r: npt.NDArray[Any],
     gram: npt.NDArray[Any],
@@ -410,6 +543,12 @@ def _solve_row(
     g = np.empty(n)
     h = np.empty((0, 0))
     k_old = 0
+    # The previous round's path (see _homotopy): plam[t], pc[t, :k_old], ps[t, :k_old].
+    plam = np.empty(0)
+    pc = np.empty((0, 0))
+    ps = np.empty((0, 0))
+    n_bp = 0
+    k_prev = 0
     for _ in range(max_rounds):
         # The working-set system, grown from the previous round's (the Gram is
         # symmetric: one triangle is read).
@@ -432,9 +571,25 @@ def _solve_row(
         status = _pdas(h, bw, l1, c, max_pdas_iter) if warm else _STEPS
         warm = False
         if status != OK:
-            status = _homotopy(h, bw, l1, tol, 8 * k + 16, c)
+            # The path on the grown set is the previous one down to the first breakpoint
+            # where a new atom's correlation exceeds lam (|d_j(lam)| <= lam holds on a
+            # stretch iff at both ends): resume just above it instead of from the top.
+            t0 = _first_crossing(h, bw, plam, pc, n_bp, k_prev)
+            max_steps = 8 * k + 16
+            cap = t0 + max_steps + 1
+            plam_new = np.empty(cap)
+            pc_new = np.zeros((cap, k))
+            ps_new = np.zeros((cap, k))
+            plam_new[:t0] = plam[:t0]
+            pc_new[:t0, :k_prev] = pc[:t0, :k_prev]
+            ps_new[:t0, :k_prev] = ps[:t0, :k_prev]
+            plam, pc, ps = plam_new, pc_new, ps_new
+            status, n_bp = _homotopy(h, bw, l1, tol, max_steps, c, plam, pc, ps, t0)
             if status != OK:
                 return status, 0
+        else:
+            n_bp = 0
+        k_prev = k
         done = k >= n
         if not done:
             # KKT on every atom: g = D (y - D_W^T c_W) = r - c_W G_W.
