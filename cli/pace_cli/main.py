@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, cast
 
 import typer
+from pace.evaluation.cli import eval_app
 
 from pace_cli._console import console, fail, friendly_errors, progress
 
@@ -30,6 +31,7 @@ versions_app = typer.Typer(help="Publish and diff concept-set versions.", no_arg
 labels_app = typer.Typer(help="Review partition labels.", no_args_is_help=True)
 dictionary_app = typer.Typer(help="Task dictionaries.", no_args_is_help=True)
 for sub, name in (
+    (eval_app, "eval"),
     (db_app, "db"),
     (concepts_app, "concepts"),
     (stimuli_app, "stimuli"),
