@@ -9,14 +9,23 @@ Per configuration it prints the median time per call of:
   vector (timed on up to ``--sklearn-rows`` rows and scaled to the batch);
 - ``floor``: one product ``y @ D^T`` in the dictionary's compute dtype (one pass over D),
 
+- ``numpy``: ours with ``compiled=False`` (the NumPy path: what runs without numba, and
+  the implementation before the compiled kernels),
+
 then the ratios and two accuracy checks: the largest KKT violation of ours (fp64) and how
-far FISTA-50's objective is above ours. Last, the steering case: ``y`` nudged by noise of
+far FISTA-50's objective is above ours. Then the steering case: ``y`` nudged by noise of
 norm 0.3 (cosine about 0.96, like the same layer at the next token), solved cold and with
 ``warm_start`` from the answer for ``y``.
+
+On CPU it first measures the steering call itself (n=2,000, d=576, batch 1: one call per
+edited layer per generated token): ``solve_sparse`` on many different ``y``, interleaved
+with the floor and the NumPy path, as wall-clock and as this thread's CPU time (the
+machine may be shared; CPU time is less disturbed by other jobs).
 
     python bench/solver_bench.py                      # CPU: n=2,000/d=576 and n=10,000/d=4,096
     python bench/solver_bench.py --device cuda        # GPU: n=10,000, d=4,096, fp16 atoms
     python bench/solver_bench.py --quick              # small smoke run
+    python bench/solver_bench.py --latency-only       # just the steering-call latency
 """
 
 from __future__ import annotations
@@ -26,10 +35,12 @@ import statistics
 import time
 import warnings
 from collections.abc import Callable
+from functools import partial
 
 import torch
 from pace.solver import (
     ElasticNet,
+    ElasticNetConfig,
     elastic_net_objective,
     fista_elastic_net,
     kkt_violation,
@@ -101,6 +112,12 @@ def run(
     reps = args.reps if n * d <= 2_000_000 else max(3, args.reps // 10)
 
     t_ours = timeit(lambda: solver.solve(y), reps, device)
+    t_numpy = float("nan")
+    if device.type == "cpu":
+        numpy_path = ElasticNet(
+            atoms, alpha=ALPHA, tau=TAU, config=ElasticNetConfig(compiled=False)
+        )
+        t_numpy = timeit(lambda: numpy_path.solve(y), max(2, reps // 5), device)
     # The steering case: the same layer at the next token, warm-started from this one.
     g = torch.Generator().manual_seed(batch + 1)
     y_next = y.float().cpu() + 0.3 * torch.randn(y.shape, generator=g) / d**0.5
@@ -129,9 +146,63 @@ def run(
         f"ours {t_ours * ms:9.3f} ms  fista50 {t_fista * ms:9.3f} ms  "
         f"sklearn {t_sk * ms:10.1f} ms  floor {t_floor * ms:7.3f} ms | "
         f"sklearn/ours {t_sk / t_ours:8.1f}x  fista50/ours {t_fista / t_ours:6.2f}x  "
-        f"ours/floor {t_ours / t_floor:6.1f}x | per row {t_ours / batch * ms:.3f} ms | "
+        f"ours/floor {t_ours / t_floor:6.1f}x | numpy path {t_numpy * ms:.3f} ms "
+        f"({t_numpy / t_ours:.1f}x ours) | per row {t_ours / batch * ms:.3f} ms | "
         f"nnz {nnz:.1f}  kkt {viol:.1e}  fista50 obj +{fista_excess:.1e} | "
         f"next token cold {t_next * ms:.3f} ms, warm {t_warm * ms:.3f} ms",
+        flush=True,
+    )
+
+
+def steering_latency(args: argparse.Namespace) -> None:
+    """Per-call latency at the steering size: n=2,000, d=576, batch 1, fp32 on the CPU."""
+    n, d, count = 2_000, 576, args.latency_vectors
+    atoms = make_atoms(n, d, seed=n + d)
+    t0 = time.perf_counter()
+    solver = ElasticNet(atoms, alpha=ALPHA, tau=TAU)
+    ys = make_targets(solver.atoms, count, seed=7)
+    solver.solve_sparse(ys[:1])
+    first = time.perf_counter() - t0
+    numpy_path = ElasticNet(atoms, alpha=ALPHA, tau=TAU, config=ElasticNetConfig(compiled=False))
+    compute = solver.atoms.float()
+    g = torch.Generator().manual_seed(8)
+    nxt = ys + 0.3 * torch.randn(ys.shape, generator=g) / d**0.5
+    nxt = nxt / nxt.norm(dim=1, keepdim=True)
+    prev = [solver.solve_sparse(ys[i : i + 1]) for i in range(count)]
+    names = ("floor", "ours", "ours dense", "next cold", "next warm", "numpy")
+    wall: dict[str, list[float]] = {k: [] for k in names}
+    cpu: dict[str, list[float]] = {k: [] for k in names}
+    for i in range(count):
+        y, y_next, warm = ys[i : i + 1], nxt[i : i + 1], prev[i]
+        calls: dict[str, Callable[[], object]] = {
+            "floor": partial(torch.matmul, y, compute.T),
+            "ours": partial(solver.solve_sparse, y),
+            "ours dense": partial(solver.solve, y),
+            "next cold": partial(solver.solve_sparse, y_next),
+            "next warm": partial(solver.solve_sparse, y_next, warm_start=warm),
+        }
+        if i % 5 == 0:
+            calls["numpy"] = partial(numpy_path.solve_sparse, y)
+        for _ in range(args.latency_reps):
+            for name, fn in calls.items():
+                w0, c0 = time.perf_counter(), time.thread_time()
+                fn()
+                cpu[name].append(time.thread_time() - c0)
+                wall[name].append(time.perf_counter() - w0)
+    med = {k: statistics.median(v) * 1e3 for k, v in wall.items()}
+    med_cpu = {k: statistics.median(v) * 1e3 for k, v in cpu.items()}
+    print(
+        f"steering call n={n} d={d} b=1, {count} vectors x {args.latency_reps} reps "
+        f"(first call incl. JIT/cache load: {first:.1f} s); medians, wall | CPU:"
+    )
+    for k in names:
+        print(
+            f"  {k:10} {med[k]:7.3f} ms | {med_cpu[k]:7.3f} ms   "
+            f"/floor {med[k] / med['floor']:5.2f}x | {med_cpu[k] / med_cpu['floor']:5.2f}x"
+        )
+    print(
+        f"  numpy path / ours: {med['numpy'] / med['ours']:.1f}x wall, "
+        f"{med_cpu['numpy'] / med_cpu['ours']:.1f}x CPU",
         flush=True,
     )
 
@@ -143,11 +214,19 @@ def main() -> None:
     parser.add_argument("--sklearn-rows", type=int, default=4)
     parser.add_argument("--quick", action="store_true", help="small sizes only (smoke test)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    parser.add_argument("--latency-vectors", type=int, default=50)
+    parser.add_argument("--latency-reps", type=int, default=5)
+    parser.add_argument("--latency-only", action="store_true")
+    parser.add_argument("--skip-large", action="store_true", help="only n=2,000, d=576 on CPU")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, alpha={ALPHA}, tau={TAU}")
+    if device.type == "cpu":
+        steering_latency(args)
+        if args.latency_only:
+            return
     if device.type == "cuda":
         print(f"device: {torch.cuda.get_device_name()}")
         configs = [(10_000, 4_096, b, torch.float16) for b in (1, 64)]
@@ -157,6 +236,8 @@ def main() -> None:
         configs = [
             (n, d, b, torch.float32) for n, d in ((2_000, 576), (10_000, 4_096)) for b in (1, 64)
         ]
+        if args.skip_large:
+            configs = configs[:2]
     for n, d, b, dtype in configs:
         run(n, d, b, device, dtype, args)
 

@@ -111,3 +111,20 @@ def test_resumed_paths_match_the_numpy_path(screen_size: int) -> None:
     torch.testing.assert_close(got, ref, atol=2e-6, rtol=1e-5)
     solver = ElasticNet(atoms, config=config)
     assert float(kkt_violation(solver.atoms, y, got, alpha=0.02, tau=0.95).max()) <= 1e-5
+
+
+def test_warm_started_rows_that_need_more_rounds() -> None:
+    # The next token's activations, warm-started from this token's answers: PDAS may
+    # settle the first round, and later rounds must then start their paths afresh.
+    atoms = _atoms(2000, 96, seed=7)
+    g = torch.Generator().manual_seed(8)
+    idx = torch.randint(0, 2000, (24, 8), generator=g)
+    y = (torch.randn(24, 8, 1, generator=g) * atoms[idx]).sum(1)
+    y = y / y.norm(dim=1, keepdim=True)
+    y_next = y + 0.3 * torch.randn(y.shape, generator=g) / 96**0.5
+    y_next = y_next / y_next.norm(dim=1, keepdim=True)
+    solver = ElasticNet(atoms, config=ElasticNetConfig(screen_size=4))
+    warm = solver.solve(y_next, warm_start=solver.solve_sparse(y))
+    cold = ElasticNet(atoms, config=ElasticNetConfig(compiled=False)).solve(y_next)
+    assert torch.equal(warm != 0, cold != 0)
+    torch.testing.assert_close(warm, cold, atol=2e-6, rtol=1e-5)

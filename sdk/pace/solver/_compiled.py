@@ -362,60 +362,6 @@ def _end_point(
 
 
 @_jit
-def _pdas(
-    h: npt.NDArray[np.float64],
-    b: npt.NDArray[np.float64],
-    l1: float,
-    c: npt.NDArray[np.float64],
-    max_iter: int,
-) -> int:
-    """Primal-dual active-set steps from ``c`` (updated in place); OK at a fixed point.
-
-    One step takes the signs ``s`` of the proximal point ``c_j + d_j / h_jj`` (with
-    ``d = b - h c``), thresholded at ``l1 / h_jj``, and solves ``h_AA c_A = b_A - l1 s_A``
-    on ``A = supp(s)``. When a step reproduces the previous signs, ``sign(c_A) = s_A``
-    and ``|d_j| <= l1`` off ``A``: the optimality conditions hold exactly (see
-    ``pace.solver._subproblem.pdas``). PDAS can cycle on correlated atoms, hence the cap.
-    """
-    k = b.shape[0]
-    s = np.zeros(k)
-    s_prev = np.zeros(k)
-    act = np.empty(k, np.int64)
-    rhs = np.empty(k)
-    x = np.empty(k)
-    for it in range(max_iter + 1):
-        m = 0
-        same = True
-        for j in range(k):
-            hj = h[j]
-            d = b[j]
-            for a in range(k):
-                if c[a] != 0.0:
-                    d -= hj[a] * c[a]
-            u = c[j] + d / hj[j]
-            t = l1 / hj[j]
-            sj = 1.0 if u > t else (-1.0 if u < -t else 0.0)
-            s[j] = sj
-            if sj != s_prev[j]:
-                same = False
-            if sj != 0.0:
-                act[m] = j
-                rhs[m] = b[j] - l1 * sj
-                m += 1
-        if it > 0 and same:
-            return OK
-        if not _cholesky_solve(h, act, m, rhs, x):
-            return _FAIL
-        for j in range(k):
-            c[j] = 0.0
-        for i in range(m):
-            c[act[i]] = x[i]
-        for j in range(k):
-            s_prev[j] = s[j]
-    return _STEPS
-
-
-@_jit
 def homotopy_ws(
     h: npt.NDArray[np.float64], b: npt.NDArray[np.float64], l1: float, tol: float, max_steps: int
 ) -> tuple[npt.NDArray[np.float64], int]:
@@ -512,9 +458,8 @@ def _solve_row(
     tol: float,
     screen: int,
     max_rounds: int,
-    max_pdas_iter: int,
     seed: npt.NDArray[np.int64],
-    seed_val: npt.NDArray[Any],
+    seed_on: npt.NDArray[np.bool_],
     out_idx: npt.NDArray[np.int64],
     out_val: npt.NDArray[np.float32],
 ) -> tuple[int, int]:
@@ -524,16 +469,12 @@ def _solve_row(
     score = np.abs(r64)
     in_w = np.zeros(n, np.bool_)
     w = np.empty(n, np.int64)
-    start = np.zeros(n)  # a warm start per working-set slot
-    warm = False
     k = 0
     for a in range(seed.shape[0]):
         j = seed[a]
-        if not in_w[j]:
+        if seed_on[a] and not in_w[j]:
             in_w[j] = True
             w[k] = j
-            start[k] = seed_val[a]
-            warm = warm or start[k] != 0.0
             k += 1
     for j in _top(score, min(n, screen)):
         if not in_w[j]:
@@ -564,31 +505,29 @@ def _solve_row(
         h = h_new
         k_old = k
         bw = r64[w[:k]]
-        # From an earlier token's answer PDAS may settle in a step or two; otherwise, or
-        # if it cycles, follow the exact path. (From the previous round's answer PDAS
-        # mostly cycles: the violators that join change many signs.)
-        c = start[:k].copy()
-        status = _pdas(h, bw, l1, c, max_pdas_iter) if warm else _STEPS
-        warm = False
-        if status != OK:
-            # The path on the grown set is the previous one down to the first breakpoint
-            # where a new atom's correlation exceeds lam (|d_j(lam)| <= lam holds on a
-            # stretch iff at both ends): resume just above it instead of from the top.
-            t0 = _first_crossing(h, bw, plam, pc, n_bp, k_prev)
-            max_steps = 8 * k + 16
-            cap = t0 + max_steps + 1
-            plam_new = np.empty(cap)
-            pc_new = np.zeros((cap, k))
-            ps_new = np.zeros((cap, k))
+        # (Primal-dual active-set steps from an earlier token's answer were tried here: on
+        # these correlated atoms they mostly cycle; seeding the working set is what helps.)
+        c = np.empty(k)
+        # The path on the grown set is the previous one down to the first breakpoint
+        # where a new atom's correlation exceeds lam (|d_j(lam)| <= lam holds on a
+        # stretch iff at both ends): resume just above it instead of from the top.
+        t0 = _first_crossing(h, bw, plam, pc, n_bp, k_prev)
+        max_steps = 8 * k + 16
+        cap = t0 + max_steps + 1
+        # Uninitialised: only the rows in use are touched (fresh zeroed pages fault).
+        plam_new = np.empty(cap)
+        pc_new = np.empty((cap, k))
+        ps_new = np.empty((cap, k))
+        if t0 > 0:
             plam_new[:t0] = plam[:t0]
             pc_new[:t0, :k_prev] = pc[:t0, :k_prev]
             ps_new[:t0, :k_prev] = ps[:t0, :k_prev]
-            plam, pc, ps = plam_new, pc_new, ps_new
-            status, n_bp = _homotopy(h, bw, l1, tol, max_steps, c, plam, pc, ps, t0)
-            if status != OK:
-                return status, 0
-        else:
-            n_bp = 0
+            pc_new[:t0, k_prev:] = 0.0
+            ps_new[:t0, k_prev:] = 0.0
+        plam, pc, ps = plam_new, pc_new, ps_new
+        status, n_bp = _homotopy(h, bw, l1, tol, max_steps, c, plam, pc, ps, t0)
+        if status != OK:
+            return status, 0
         k_prev = k
         done = k >= n
         if not done:
@@ -636,16 +575,14 @@ def solve_gram_rows(
     tol: float,
     screen: int,
     max_rounds: int,
-    max_pdas_iter: int,
-    seed_ptr: npt.NDArray[np.int64],
     seed_idx: npt.NDArray[np.int64],
-    seed_val: npt.NDArray[Any],
+    seed_on: npt.NDArray[np.bool_],
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32], int]:
     """Solve every row of ``r = Y D^T`` (b, n) exactly with the cached Gram (n, n).
 
-    Row ``i`` starts from the working set ``seed_idx[seed_ptr[i]:seed_ptr[i + 1]]`` (an
-    earlier support; may be empty), its values ``seed_val[...]`` the first guess, plus
-    the ``screen`` atoms most correlated with ``y``.
+    Row ``i`` starts from the working set ``seed_idx[i][seed_on[i]]`` (an earlier
+    support; ``seed_*`` may have no columns) plus the ``screen`` atoms most correlated
+    with ``y``.
 
     Returns ``(indices, values, status)``: (b, k) arrays holding each row's support,
     padded with the row's first index (or 0) and value 0; ``status != OK`` if any row
@@ -656,7 +593,6 @@ def solve_gram_rows(
     val = np.empty((bsz, n), np.float32)
     counts = np.zeros(bsz, np.int64)
     for i in range(bsz):
-        lo, hi = seed_ptr[i], seed_ptr[i + 1]
         status, nnz = _solve_row(
             r[i],
             gram,
@@ -665,9 +601,8 @@ def solve_gram_rows(
             tol,
             screen,
             max_rounds,
-            max_pdas_iter,
-            seed_idx[lo:hi],
-            seed_val[lo:hi],
+            seed_idx[i],
+            seed_on[i],
             idx[i],
             val[i],
         )
