@@ -8,6 +8,8 @@ from typing import Any
 
 import torch
 from pace.dictionary import ConceptDictionary
+from pace.evaluation.atoms import transform_atoms
+from pace.evaluation.guards import SinkGuard
 from pace.steering import EditMethod, PaCE, steer
 from rich.console import Console
 from rich.table import Table
@@ -58,15 +60,20 @@ def compare(
     max_new_tokens: int = 48,
     top: int = 6,
 ) -> list[Comparison]:
-    """Greedy answers to each prompt without and with steering (same decoding)."""
+    """Greedy answers to each prompt without and with steering (same decoding).
+
+    As the evaluation harness found on SmolLM2 (docs/evaluation.md), the atoms are
+    centered with their mean kept as one more benign atom, and attention-sink tokens
+    are left unedited; without that, raw mean-activation atoms break every method.
+    """
     device = next(model.parameters()).device
+    dictionary = transform_atoms(dictionary, center=True, mean_atom=True)
+    edit = SinkGuard(method or PaCE())
     results = []
     for prompt in prompts:
         inputs = _inputs(tokenizer, prompt, device)
         vanilla = _generate(model, tokenizer, inputs, max_new_tokens)
-        with steer(
-            model, dictionary, method=method or PaCE(), layers=layers, record=True
-        ) as handle:
+        with steer(model, dictionary, method=edit, layers=layers, record=True) as handle:
             steered = _generate(model, tokenizer, inputs, max_new_tokens)
             removed = _top_removed(handle, top)
         results.append(Comparison(prompt, vanilla, steered, removed))
