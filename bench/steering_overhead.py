@@ -1,8 +1,8 @@
 """Generation overhead of PaCE steering: steered vs vanilla greedy decoding, same process.
 
 CPU (default): SmolLM2-135M-Instruct from its PyPI package, a 2,000-atom dictionary on
-all 30 layers (real token activations plus random directions, ~5% undesirable, half of
-those real), batch 1, 32 new tokens. Target: PaCE <= 1.3x vanilla.
+all 30 layers (256 real concept atoms, the rest activation-like mixtures of them;
+~5% undesirable, half of those real), batch 1, 32 new tokens. Target: PaCE <= 1.3x vanilla.
 
     .venv/bin/python bench/steering_overhead.py
 
@@ -29,16 +29,71 @@ import torch
 from pace.steering import NoOp, PaCE, steer
 from torch import Tensor
 
-TEXTS = [
-    "I am furious and I want to scream at everyone.",
-    "She gently helped the old man cross the street.",
-    "The pizza was topped with cheese and fresh basil.",
-    "Heavy rain and strong winds hit the coast today.",
-    "The striker scored a goal in the final minute.",
-    "The orchestra performed a beautiful symphony.",
-    "He lied to his friends and stole their money.",
-    "The scientist measured the temperature of the sample.",
+WORDS = [
+    "anger",
+    "hatred",
+    "insult",
+    "threat",
+    "violence",
+    "cruelty",
+    "greed",
+    "envy",
+    "fear",
+    "panic",
+    "grief",
+    "shame",
+    "kindness",
+    "honesty",
+    "patience",
+    "courage",
+    "hope",
+    "joy",
+    "gratitude",
+    "trust",
+    "food",
+    "bread",
+    "cheese",
+    "soup",
+    "rain",
+    "snow",
+    "storm",
+    "sunshine",
+    "river",
+    "mountain",
+    "forest",
+    "ocean",
+    "music",
+    "piano",
+    "guitar",
+    "dance",
+    "football",
+    "tennis",
+    "chess",
+    "science",
+    "physics",
+    "chemistry",
+    "money",
+    "bank",
+    "market",
+    "school",
+    "teacher",
+    "doctor",
+    "hospital",
+    "city",
+    "village",
+    "car",
+    "train",
+    "airplane",
+    "dragon",
+    "castle",
+    "king",
+    "queen",
+    "cooking",
+    "garden",
+    "flower",
+    "computer",
 ]
+TEMPLATES = ("{}", "The concept of {}", "Tell me about {}.", "Everyone talks about {} today")
 PROMPT = "Write a short story about a dragon who learns to cook."
 
 
@@ -47,37 +102,46 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def _token_activations(model: Any, ids: list[Tensor], layers: int) -> list[Tensor]:
-    """Per layer, the residual stream at every token of the texts: (tokens, d)."""
+def _concept_activations(model: Any, stimuli: list[Tensor], layers: int) -> list[Tensor]:
+    """Per layer, the residual stream at the last token of each stimulus: (n_real, d)."""
     per_layer: list[list[Tensor]] = [[] for _ in range(layers)]
     with torch.no_grad():
-        for x in ids:
+        for x in stimuli:
             hidden = model(x, output_hidden_states=True).hidden_states
             for layer in range(layers):
-                per_layer[layer].append(hidden[layer + 1][0, 1:].float())
+                per_layer[layer].append(hidden[layer + 1][:, -1].float().cpu())
     return [torch.cat(rows) for rows in per_layer]
 
 
 def build_dictionary(
-    model: Any, ids: list[Tensor], n_atoms: int, frac_undesirable: float, seed: int = 0
+    model: Any, stimuli: list[Tensor], n_atoms: int, frac_undesirable: float, seed: int = 0
 ) -> tuple[dict[int, Tensor], Tensor]:
-    """Atoms: all real token activations, then random directions at the same norm."""
+    """Activation-like atoms: real concept atoms, the rest mixtures of two plus noise.
+
+    Real atoms are the PaCE recipe with one stimulus (last-token residual stream); the
+    synthetic rest keep their correlation structure, which is what the solver's cost
+    depends on (random directions would be an unrealistically dense, slow case).
+    Undesirable: ~``frac_undesirable`` of the rows, half of them real.
+    """
     layers = model.config.num_hidden_layers
-    real = _token_activations(model, ids, layers)
+    real = _concept_activations(model, stimuli, layers)
     g = torch.Generator(device="cpu").manual_seed(seed)
-    atoms: dict[int, Tensor] = {}
     n_real = min(real[0].shape[0], n_atoms)
+    n_syn = n_atoms - n_real
+    i = torch.randint(0, n_real, (n_syn,), generator=g)
+    j = torch.randint(0, n_real, (n_syn,), generator=g)
+    w = torch.rand(n_syn, 1, generator=g)
+    atoms: dict[int, Tensor] = {}
     for layer in range(layers):
-        r = real[layer][:n_real].cpu()
-        scale = r.norm(dim=1).mean()
-        rand = torch.randn(n_atoms - n_real, r.shape[1], generator=g)
-        rand = rand / rand.norm(dim=1, keepdim=True) * scale
-        atoms[layer] = torch.cat([r, rand])
+        r = real[layer][:n_real]
+        noise = torch.randn(n_syn, r.shape[1], generator=g) / r.shape[1] ** 0.5
+        syn = w * r[i] + (1 - w) * r[j] + 0.3 * r.norm(dim=1).mean() * noise
+        atoms[layer] = torch.cat([r, syn])
     n_u = max(1, round(frac_undesirable * n_atoms))
     pick_real = torch.randperm(n_real, generator=g)[: min(n_real, n_u // 2)]
-    pick_rand = n_real + torch.randperm(n_atoms - n_real, generator=g)[: n_u - len(pick_real)]
+    pick_syn = n_real + torch.randperm(n_syn, generator=g)[: n_u - len(pick_real)]
     undesirable = torch.zeros(n_atoms, dtype=torch.bool)
-    undesirable[torch.cat([pick_real, pick_rand])] = True
+    undesirable[torch.cat([pick_real, pick_syn])] = True
     return atoms, undesirable
 
 
@@ -173,8 +237,13 @@ def main() -> None:
                 return_dict=True,
             )
         )
-        ids = [tokenizer(t, return_tensors="pt")["input_ids"] for t in TEXTS]
-        atoms, undesirable = build_dictionary(model, ids, n_atoms, args.undesirable)
+        tokenizer.padding_side = "left"
+        texts = [t.format(w) for t in TEMPLATES for w in WORDS]
+        stimuli = [
+            tokenizer(texts[k : k + 64], return_tensors="pt", padding=True)["input_ids"]
+            for k in range(0, len(texts), 64)
+        ]
+        atoms, undesirable = build_dictionary(model, stimuli, n_atoms, args.undesirable)
         label = "SmolLM2-135M-Instruct fp32, CPU"
     else:
         from transformers import LlamaConfig, LlamaForCausalLM
@@ -189,9 +258,9 @@ def main() -> None:
         torch.set_default_dtype(torch.float32)
         n_atoms = args.atoms or 10000
         g = torch.Generator().manual_seed(0)
-        ids = [torch.randint(0, 32000, (1, 24), generator=g).cuda() for _ in range(8)]
+        stimuli = [torch.randint(0, 32000, (64, 8), generator=g).cuda() for _ in range(4)]
         enc = {"input_ids": torch.randint(0, 32000, (1, 32), generator=g).cuda()}
-        atoms, undesirable = build_dictionary(model, ids, n_atoms, args.undesirable)
+        atoms, undesirable = build_dictionary(model, stimuli, n_atoms, args.undesirable)
         atoms = {k: v.to("cuda", torch.float16) for k, v in atoms.items()}
         label = f"Llama-2-7B-shaped, random bf16 weights, {torch.cuda.get_device_name()}"
     n_u = int(undesirable.sum())
