@@ -127,17 +127,21 @@ def run(
     t_warm = timeit(lambda: solver.solve(y_next, warm_start=prev), reps, device)
     t_floor = timeit(lambda: y_c @ compute.T, reps, device)
     fista_reps = max(2, reps // 5)
-    t_fista = timeit(lambda: fista_elastic_net(compute, y_c, lipschitz=lip), fista_reps, device)
-    sk_rows = min(batch, args.sklearn_rows)
+    t_fista = float("nan")
+    if not args.no_baselines:
+        t_fista = timeit(lambda: fista_elastic_net(compute, y_c, lipschitz=lip), fista_reps, device)
+    sk_rows = 0 if args.no_baselines else min(batch, args.sklearn_rows)
     t_sk = sklearn_per_vector(unit, y, sk_rows) * batch if sk_rows else float("nan")
 
     c = solver.solve(y).cpu()
     yf = y.float().cpu()
     viol = float(kkt_violation(unit.cpu(), yf, c, alpha=ALPHA, tau=TAU).max())
     f_ours = elastic_net_objective(unit.cpu(), yf, c, alpha=ALPHA, tau=TAU)
-    c_fista = fista_elastic_net(compute, y_c, lipschitz=lip).cpu()
-    f_fista = elastic_net_objective(unit.cpu(), yf, c_fista, alpha=ALPHA, tau=TAU)
-    fista_excess = float(((f_fista - f_ours) / f_ours).max())
+    fista_excess = float("nan")
+    if not args.no_baselines:
+        c_fista = fista_elastic_net(compute, y_c, lipschitz=lip).cpu()
+        f_fista = elastic_net_objective(unit.cpu(), yf, c_fista, alpha=ALPHA, tau=TAU)
+        fista_excess = float(((f_fista - f_ours) / f_ours).max())
     nnz = float((c != 0).sum(1).float().mean())
 
     ms = 1e3
@@ -218,6 +222,10 @@ def main() -> None:
     parser.add_argument("--latency-reps", type=int, default=5)
     parser.add_argument("--latency-only", action="store_true")
     parser.add_argument("--skip-large", action="store_true", help="only n=2,000, d=576 on CPU")
+    parser.add_argument("--large-only", action="store_true", help="only n=10,000, d=4,096 on CPU")
+    parser.add_argument(
+        "--no-baselines", action="store_true", help="skip FISTA-50 and scikit-learn (slow)"
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -238,6 +246,8 @@ def main() -> None:
         ]
         if args.skip_large:
             configs = configs[:2]
+        if args.large_only:
+            configs = configs[2:]
     for n, d, b, dtype in configs:
         run(n, d, b, device, dtype, args)
 
