@@ -177,11 +177,11 @@ def run(model: Any, enc: dict[str, Tensor], atoms: dict[int, Tensor], undesirabl
     outputs: dict[str, Tensor] = {}
     with torch.no_grad():
         for method in configs.values():  # warm-up (allocator, solver caches)
-            handle = steer(model, atoms, undesirable=undesirable, method=method or NoOp())
+            warm = steer(model, atoms, undesirable=undesirable, method=method or NoOp())
             try:
                 generate(4)()
             finally:
-                handle.remove()
+                warm.remove()
         for _ in range(args.repeats):
             for name, method in configs.items():
                 handle = None
