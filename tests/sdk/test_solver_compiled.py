@@ -78,14 +78,15 @@ def test_compiled_kernel_runs_and_is_optimal(monkeypatch: pytest.MonkeyPatch) ->
     real = _compiled.solve_gram_rows
 
     def spy(*args: object) -> tuple[np.ndarray, np.ndarray, int]:
-        calls.append(1)
         out: tuple[np.ndarray, np.ndarray, int] = real(*args)
+        calls.append(out[2])
         return out
 
     monkeypatch.setattr(_compiled, "solve_gram_rows", spy)
     solver = ElasticNet(atoms, config=ElasticNetConfig(screen_size=4))  # several rounds
     idx, val = solver.solve_sparse(y)
-    assert calls == [1]
+    # Solved by the kernel itself, not by the fallback (which would hide a kernel bug).
+    assert calls == [_compiled.OK]
     assert bool((val != 0).all(dim=1).any())  # compact: supports, not working sets
     c = torch.zeros(4, 500).scatter_add_(1, idx, val)
     assert float(kkt_violation(solver.atoms, y, c, alpha=0.05, tau=0.95).max()) <= 1e-5
@@ -104,12 +105,20 @@ def test_resumed_paths_match_the_numpy_path(screen_size: int) -> None:
     y = y + 0.1 * y.norm(dim=1, keepdim=True) * torch.randn(12, 96, generator=g) / 96**0.5
     y = y / y.norm(dim=1, keepdim=True)
     config = ElasticNetConfig(alpha=0.02, screen_size=screen_size)
-    got = ElasticNet(atoms, config=config).solve(y)
+    solver = ElasticNet(atoms, config=config)
+    r = (y @ solver.atoms.T).numpy()
+    gram = (solver.atoms @ solver.atoms.T).numpy()
+    no_seeds = np.zeros((12, 0), np.int64), np.zeros((12, 0), np.bool_)
+    cfg = solver.config
+    status = _compiled.solve_gram_rows(
+        r, gram, cfg.l1, cfg.l2, cfg.tol, screen_size, cfg.max_iter, *no_seeds
+    )[2]
+    assert status == _compiled.OK  # the kernel itself succeeds (no silent fallback)
+    got = solver.solve(y)
     ref = ElasticNet(atoms, config=ElasticNetConfig(alpha=0.02, compiled=False)).solve(y)
     assert int((got != 0).sum(1).min()) >= 3  # real supports, not trivial answers
     assert torch.equal(got != 0, ref != 0)
     torch.testing.assert_close(got, ref, atol=2e-6, rtol=1e-5)
-    solver = ElasticNet(atoms, config=config)
     assert float(kkt_violation(solver.atoms, y, got, alpha=0.02, tau=0.95).max()) <= 1e-5
 
 

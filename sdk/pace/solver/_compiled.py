@@ -88,6 +88,8 @@ def _homotopy(
     inv = np.empty((k, k))
     free = np.ones(k, np.bool_)
     cur = np.empty(k)  # c on the active slots, in order
+    cand_p = np.empty(k)
+    cand_n = np.empty(k)
     d = np.empty(k)  # b - h c on every slot
     v = np.empty(k)
     f = np.empty(k)
@@ -165,27 +167,34 @@ def _homotopy(
             if cand > best_leave:
                 best_leave = cand
                 il = i
+        # Join candidates of both signs for every slot, branch-free (so the loop can be
+        # vectorised): a zero denominator gives inf or nan, which the range test drops.
+        for j in range(k):
+            fj = f[j]
+            dj = d[j]
+            ej = dj - lam * fj
+            lp = ej / (1.0 - fj)
+            ln = -ej / (1.0 + fj)
+            lp = lp if (lp < lim and lp > l1) else ninf
+            ln = ln if (ln < lim and ln > l1) else ninf
+            over = abs(dj) > lam + eps  # overdue: a near-tie skipped by eps
+            lp = lam if (over and dj > 0.0) else lp
+            ln = lam if (over and dj < 0.0) else ln
+            cand_p[j] = lp if free[j] else ninf
+            cand_n[j] = ln if free[j] else ninf
         best_join = ninf
         jj = -1
         jsign = 0.0
-        for side in range(2):
-            sgn = 1.0 - 2.0 * side
-            for j in range(k):
-                if not free[j]:
-                    continue
-                cand = ninf
-                if abs(d[j]) > lam + eps and sgn * d[j] > 0.0:
-                    cand = lam  # overdue: a near-tie skipped by eps
-                else:
-                    den = 1.0 - sgn * f[j]
-                    if den != 0.0:
-                        lj = sgn * (d[j] - lam * f[j]) / den
-                        if lj < lim and lj > l1:
-                            cand = lj
-                if cand > best_join:
-                    best_join = cand
-                    jj = j
-                    jsign = sgn
+        for j in range(k):
+            if cand_p[j] > best_join:
+                best_join = cand_p[j]
+                jj = j
+                jsign = 1.0
+        for j in range(k):
+            if cand_n[j] > best_join:
+                best_join = cand_n[j]
+                jj = j
+                jsign = -1.0
         if best_leave == ninf and best_join == ninf:
             return _end_point(h, b, l1, tol, order, sg, m, c), t
         mu = best_leave if best_leave >= best_join else best_join
@@ -482,6 +491,8 @@ def _solve_row(
             w[k] = j
             k += 1
     g = np.empty(n)
+    viol = np.empty(n, np.int64)
+    act = np.empty(n, np.int64)
     h = np.empty((0, 0))
     k_old = 0
     # The previous round's path (see _homotopy): plam[t], pc[t, :k_old], ps[t, :k_old].
@@ -532,22 +543,39 @@ def _solve_row(
         done = k >= n
         if not done:
             # KKT on every atom: g = D (y - D_W^T c_W) = r - c_W G_W.
+            na = 0
+            for i in range(k):
+                if c[i] != 0.0:
+                    act[na] = i
+                    na += 1
             for j in range(n):
                 g[j] = r64[j]
-            for i in range(k):
-                ci = c[i]
-                if ci != 0.0:
-                    gi = gram[w[i]]
-                    for j in range(n):
-                        g[j] -= ci * gi[j]
+            a = 0
+            while a + 4 <= na:  # four Gram rows per pass over g
+                c0, c1, c2, c3 = c[act[a]], c[act[a + 1]], c[act[a + 2]], c[act[a + 3]]
+                g0, g1 = gram[w[act[a]]], gram[w[act[a + 1]]]
+                g2, g3 = gram[w[act[a + 2]]], gram[w[act[a + 3]]]
+                for j in range(n):
+                    g[j] -= (
+                        c0 * float(g0[j])
+                        + c1 * float(g1[j])
+                        + c2 * float(g2[j])
+                        + c3 * float(g3[j])
+                    )
+                a += 4
+            while a < na:
+                ci = c[act[a]]
+                gi = gram[w[act[a]]]
+                for j in range(n):
+                    g[j] -= ci * float(gi[j])
+                a += 1
             nviol = 0
             for j in range(n):
-                if in_w[j]:
-                    score[j] = 0.0
-                else:
-                    score[j] = abs(g[j])
-                    if score[j] > l1 + tol:
-                        nviol += 1
+                sj = 0.0 if in_w[j] else abs(g[j])
+                score[j] = sj
+                if sj > l1 + tol:
+                    viol[nviol] = j
+                    nviol += 1
             done = nviol == 0
         if done:
             nnz = 0
@@ -559,7 +587,11 @@ def _solve_row(
             return OK, nnz
         # Grow by the worst violators, at most doubling the working set per round.
         grow = min(nviol, max(k, screen))
-        for j in _top(score, grow):
+        chosen = viol[:nviol]
+        if grow < nviol:
+            chosen = chosen[_top(score[chosen], grow)]
+        for p in range(grow):
+            j = chosen[p]
             in_w[j] = True
             w[k] = j
             k += 1
