@@ -108,6 +108,21 @@ class ElasticNet:
             self._gram = (gram + gram.T).mul_(0.5)
         self._ridge_factor: torch.Tensor | None = None
         self._gram_np: np.ndarray | None = None
+        # The compiled kernel's fixed arguments, when it applies: CPU, a cached fp32 Gram
+        # (one compiled signature keeps the one-off JIT cost down; fp64 atoms take the
+        # NumPy path) and an L1 term.
+        self._kernel_args: tuple[float, float, float, int, int] | None = None
+        if (
+            cpu
+            and cfg.cpu_rowwise
+            and cfg.compiled
+            and _compiled.AVAILABLE
+            and self._gram is not None
+            and self._gram.dtype == torch.float32
+            and cfg.l1 > 0.0
+        ):
+            self._gram_np = self._gram.numpy()
+            self._kernel_args = (cfg.l1, cfg.l2, cfg.tol, cfg.screen_size, cfg.max_iter)
 
     @property
     def n(self) -> int:
@@ -175,28 +190,25 @@ class ElasticNet:
 
     # -- the algorithm ------------------------------------------------------------------
 
-    @torch.no_grad()
     def _solve_codes(self, y: torch.Tensor, warm_start: SparseCodes | None = None) -> SparseCodes:
+        self._check_warm_start(warm_start, y.shape[0])
+        if self._kernel_args is not None and y.shape[0] > 0:
+            # The CPU hot path: no autograd context needed (y is detached, D has no grad).
+            codes = self._solve_compiled(y, warm_start)
+            if codes is not None:
+                return codes
+        return self._solve_general(y, warm_start)
+
+    @torch.no_grad()
+    def _solve_general(self, y: torch.Tensor, warm_start: SparseCodes | None) -> SparseCodes:
         cfg = self._config
         bsz, n = y.shape[0], self.n
-        self._check_warm_start(warm_start, bsz)
         if bsz == 0:
             empty = torch.zeros(0, 0, device=self.device)
             return SparseCodes(empty.long(), empty)
         if cfg.l1 == 0.0:
             return self._ridge(y)
         if self.device.type == "cpu" and cfg.cpu_rowwise:
-            # One compiled signature (fp32) keeps the one-off JIT cost down; fp64 atoms
-            # take the NumPy path.
-            if (
-                cfg.compiled
-                and _compiled.AVAILABLE
-                and self._gram is not None
-                and self._gram.dtype == torch.float32
-            ):
-                codes = self._solve_compiled(y, warm_start)
-                if codes is not None:
-                    return codes
             rowwise = self._solve_rowwise(y, _warm_rows(warm_start))
             if rowwise is not None:
                 return rowwise
@@ -264,10 +276,7 @@ class ElasticNet:
         self, y: torch.Tensor, warm_start: SparseCodes | None
     ) -> SparseCodes | None:
         """All rows in the compiled kernel (Gram cached); None if any row needs the safe path."""
-        cfg = self._config
-        if self._gram_np is None:
-            assert self._gram is not None
-            self._gram_np = self._gram.numpy()
+        assert self._kernel_args is not None and self._gram_np is not None
         yc = y if y.dtype == self._compute.dtype else y.to(self._compute.dtype)
         r = (yc @ self._compute.T).numpy()  # the one pass over D
         bsz = r.shape[0]
@@ -278,15 +287,7 @@ class ElasticNet:
             seeds = np.ascontiguousarray(warm_start.indices.cpu().numpy(), dtype=np.int64)
             seed_on = (warm_start.values.detach() != 0).cpu().numpy()
         idx, val_out, status = _compiled.solve_gram_rows(
-            r,
-            self._gram_np,
-            cfg.l1,
-            cfg.l2,
-            cfg.tol,
-            cfg.screen_size,
-            cfg.max_iter,
-            seeds,
-            seed_on,
+            r, self._gram_np, *self._kernel_args, seeds, seed_on
         )
         if status != _compiled.OK:
             return None
