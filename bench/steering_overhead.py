@@ -26,6 +26,9 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from pace import ConceptDictionary
+from pace.evaluation.atoms import transform_atoms
+from pace.evaluation.guards import SinkGuard
 from pace.steering import NoOp, PaCE, steer
 from torch import Tensor
 
@@ -155,6 +158,9 @@ def _time_generate(
     return (time.perf_counter() - t0) / new_tokens * 1e3, out
 
 
+CENTERED = "PaCE, centered atoms + sink guard"
+
+
 def run(model: Any, enc: dict[str, Tensor], atoms: dict[int, Tensor], undesirable: Tensor,
         args: argparse.Namespace) -> None:  # fmt: skip
     device = args.device
@@ -169,15 +175,28 @@ def run(model: Any, enc: dict[str, Tensor], atoms: dict[int, Tensor], undesirabl
         "vanilla": None,
         "NoOp (hooks only)": NoOp(),
         "PaCE (alpha 0.05, tau 0.95)": PaCE(),
+        CENTERED: SinkGuard(PaCE()),
     }
+    # The atoms as `pace chat`, the demo and the evaluation harness use them: centered,
+    # their mean kept as one benign atom (docs/evaluation.md).
+    labels = undesirable.to(torch.int8)
+    raw = ConceptDictionary(atoms=atoms, concept_names=[str(i) for i in range(len(labels))],
+                            labels=labels)  # fmt: skip
+    centered = transform_atoms(raw, center=True, mean_atom=True)
+
+    def atoms_for(name: str) -> tuple[Any, Tensor]:
+        if name == CENTERED:
+            return centered.atoms, centered.undesirable
+        return atoms, undesirable
     t0 = time.perf_counter()
     steer(model, atoms, undesirable=undesirable, method=PaCE()).remove()
     attach_s = time.perf_counter() - t0
     times: dict[str, list[float]] = {name: [] for name in configs}
     outputs: dict[str, Tensor] = {}
     with torch.no_grad():
-        for method in configs.values():  # warm-up (allocator, solver caches)
-            warm = steer(model, atoms, undesirable=undesirable, method=method or NoOp())
+        for name, method in configs.items():  # warm-up (allocator, solver caches)
+            a, u = atoms_for(name)
+            warm = steer(model, a, undesirable=u, method=method or NoOp())
             try:
                 generate(4)()
             finally:
@@ -186,7 +205,8 @@ def run(model: Any, enc: dict[str, Tensor], atoms: dict[int, Tensor], undesirabl
             for name, method in configs.items():
                 handle = None
                 if method is not None:
-                    handle = steer(model, atoms, undesirable=undesirable, method=method)
+                    a, u = atoms_for(name)
+                    handle = steer(model, a, undesirable=u, method=method)
                 try:
                     ms, out = _time_generate(generate(args.new_tokens), device, args.new_tokens)
                 finally:
