@@ -92,6 +92,11 @@ def _created_at() -> Mapped[dt.datetime]:
     return mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
 
 
+def _revision() -> Mapped[int]:
+    """The optimistic-concurrency counter (migration 0003): the API's ``ETag``."""
+    return mapped_column(Integer, server_default="1", nullable=False)
+
+
 class Namespace(Base):
     """A team: owns concepts, concept sets and tasks, and holds API keys."""
 
@@ -135,6 +140,7 @@ class Concept(Base):
     tags: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default=sql_text("'{}'"))
     created_at: Mapped[dt.datetime] = _created_at()
     updated_at: Mapped[dt.datetime] = _created_at()
+    revision: Mapped[int] = _revision()
 
 
 class Stimulus(Base):
@@ -171,6 +177,7 @@ class ConceptSet(Base):
         ForeignKey("concept_sets.id", ondelete="SET NULL")
     )
     created_at: Mapped[dt.datetime] = _created_at()
+    revision: Mapped[int] = _revision()
 
 
 class ConceptSetVersion(Base):
@@ -192,6 +199,7 @@ class ConceptSetVersion(Base):
     )
     created_at: Mapped[dt.datetime] = _created_at()
     published_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    revision: Mapped[int] = _revision()
 
 
 class VersionConcept(Base):
@@ -284,6 +292,7 @@ class Task(Base):
     name: Mapped[str] = mapped_column(Text)
     description: Mapped[str] = mapped_column(Text, server_default="")
     created_at: Mapped[dt.datetime] = _created_at()
+    revision: Mapped[int] = _revision()
 
 
 class Partition(Base):
