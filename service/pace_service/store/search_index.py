@@ -43,6 +43,9 @@ HNSW_EF_CONSTRUCTION = 128
 gave recall@10 0.979 for queries far from any atom, m=24/128 gave 0.996 (pool 64,
 ef_search 128), for a 2.3x longer build; the build runs in the background."""
 _LOCK_CLASS = 0x5041  # "PA": advisory-lock namespace for index builds
+_BUILD_SLOT = (0x5042, 0)  # "PB": one CREATE INDEX CONCURRENTLY on atoms at a time
+_BUILD_SLOT_POLL_S = 0.2
+_BUILD_SLOT_WAIT_S = 3600.0
 
 
 def index_name(model_id: int, layer: int, recipe_id: int) -> str:
@@ -81,8 +84,9 @@ def ensure_search_index(
     """Build the index if missing (``conn`` in autocommit). Returns whether it built one.
 
     Concurrent callers are serialized by a session advisory lock; a caller that finds
-    the lock taken returns at once (the holder is building it). An invalid leftover of
-    an interrupted ``CONCURRENTLY`` build is dropped and rebuilt.
+    the lock taken returns at once (the holder is building it). Builds of different
+    groups take turns (see :func:`_take_build_slot`). An invalid leftover of an
+    interrupted ``CONCURRENTLY`` build is dropped and rebuilt.
     """
     if not conn.autocommit:
         raise ValueError("CREATE INDEX CONCURRENTLY needs an autocommit connection")
@@ -99,27 +103,49 @@ def ensure_search_index(
         ).fetchone()
         if row is not None and row[0]:
             return False
-        if row is not None:
+        _take_build_slot(conn)
+        try:
+            if row is not None:
+                conn.execute(
+                    sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(name))
+                )
+            started = time.perf_counter()
             conn.execute(
-                sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(name))
+                sql.SQL(
+                    "CREATE INDEX CONCURRENTLY {} ON atoms USING hnsw (({}) bit_hamming_ops) "
+                    "WITH (m = {}, ef_construction = {}) WHERE {}"
+                ).format(
+                    sql.Identifier(name),
+                    quantized_expr(dim),
+                    sql.Literal(HNSW_M),
+                    sql.Literal(HNSW_EF_CONSTRUCTION),
+                    _predicate(model_id, layer, recipe_id),
+                )
             )
-        started = time.perf_counter()
-        conn.execute(
-            sql.SQL(
-                "CREATE INDEX CONCURRENTLY {} ON atoms USING hnsw (({}) bit_hamming_ops) "
-                "WITH (m = {}, ef_construction = {}) WHERE {}"
-            ).format(
-                sql.Identifier(name),
-                quantized_expr(dim),
-                sql.Literal(HNSW_M),
-                sql.Literal(HNSW_EF_CONSTRUCTION),
-                _predicate(model_id, layer, recipe_id),
-            )
-        )
-        _log.info("built %s (dim %d) in %.1f s", name, dim, time.perf_counter() - started)
+            _log.info("built %s (dim %d) in %.1f s", name, dim, time.perf_counter() - started)
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s, %s)", _BUILD_SLOT)
         return True
     finally:
         conn.execute("SELECT pg_advisory_unlock(%s, %s)", (_LOCK_CLASS, key))
+
+
+def _take_build_slot(conn: psycopg.Connection[Any]) -> None:
+    """Wait until no other ``CREATE INDEX CONCURRENTLY`` runs on ``atoms``.
+
+    Two at once deadlock: each waits for the transactions older than its snapshot,
+    the other's among them. The wait polls ``pg_try_advisory_lock`` between sleeps,
+    outside any transaction: a blocking ``pg_advisory_lock`` would hold a snapshot
+    while it waits, which the running build would wait for in turn.
+    """
+    deadline = time.monotonic() + _BUILD_SLOT_WAIT_S
+    while True:
+        got = conn.execute("SELECT pg_try_advisory_lock(%s, %s)", _BUILD_SLOT).fetchone()
+        if got and got[0]:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError("another search index build held the build slot too long")
+        time.sleep(_BUILD_SLOT_POLL_S)
 
 
 def ensure_search_indexes(
@@ -144,7 +170,7 @@ def ensure_search_indexes(
         for layer in sorted(set(layers)):
             try:
                 ensure_search_index(conn, model_id, layer, recipe_id, dim)
-            except psycopg.Error:
+            except (psycopg.Error, TimeoutError):
                 _log.exception(
                     "search index build failed: model %s layer %s recipe %s",
                     model_id,
