@@ -5,7 +5,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
-from helpers import auth
+from helpers import auth, error_of
 
 
 def test_parallel_writes_keep_numbering_and_uniqueness(live_service: tuple[str, str]) -> None:
@@ -27,3 +27,155 @@ def test_parallel_writes_keep_numbering_and_uniqueness(live_service: tuple[str, 
     codes = sorted(r.status_code for r in names)
     assert codes == [201] + [409] * 7
     assert {r.json()["error"]["code"] for r in names if r.status_code == 409} == {"duplicate"}
+
+
+def _add_own_concept(
+    client: httpx.Client, version_id: int, concept_id: int, stats: dict[str, int]
+) -> None:
+    """Read-modify-write with If-Match until it lands (412 means: read again)."""
+    while True:
+        read = client.get(f"/v1/concept-set-versions/{version_id}")
+        assert read.status_code == 200, read.text
+        etag = read.headers["ETag"]
+        assert etag == f'"{read.json()["revision"]}"'
+        members = read.json()["concept_ids"]
+        wanted = sorted({*members, concept_id}) if concept_id not in members else members
+        response = client.post(
+            f"/v1/concept-set-versions/{version_id}/concepts",
+            json={"concept_ids": wanted},
+            headers={"If-Match": etag},
+        )
+        if response.status_code == 412:
+            assert error_of(response)["code"] == "precondition_failed"
+            stats["412"] += 1
+            continue
+        assert response.status_code == 200, response.text
+        assert concept_id in response.json()["concept_ids"]
+        stats["ok"] += 1
+        return
+
+
+def test_twenty_if_match_editors_lose_no_update(live_service: tuple[str, str]) -> None:
+    base_url, key = live_service
+    n = 20
+    stats = {"ok": 0, "412": 0}
+    with httpx.Client(base_url=base_url, headers=auth(key), timeout=60) as client:
+        set_id = client.post("/v1/concept-sets", json={"name": "contended"}).json()["id"]
+        version = client.post(f"/v1/concept-sets/{set_id}/versions", json={"empty": True}).json()
+        ids = [client.post("/v1/concepts", json={"name": f"c{i}"}).json()["id"] for i in range(n)]
+
+        def edit(i: int) -> None:
+            # one client per thread: 20 separate connections, as 20 users would have
+            with httpx.Client(base_url=base_url, headers=auth(key), timeout=60) as own:
+                _add_own_concept(own, version["id"], ids[i], stats)
+
+        with ThreadPoolExecutor(max_workers=n) as pool:
+            list(pool.map(edit, range(n)))
+        final = client.get(f"/v1/concept-set-versions/{version['id']}")
+    print(f"\n{n} If-Match editors: {stats['ok']} updates landed, {stats['412']} got 412")
+    assert stats["ok"] == n
+    assert final.json()["concept_ids"] == sorted(ids)  # no lost update
+    # each landed edit bumped the revision once; a 412 changed nothing
+    assert final.json()["revision"] == version["revision"] + n
+    assert final.headers["ETag"] == f'"{version["revision"] + n}"'
+
+
+def test_stale_if_match_is_412_and_changes_nothing(live_service: tuple[str, str]) -> None:
+    base_url, key = live_service
+    with httpx.Client(base_url=base_url, headers=auth(key), timeout=60) as client:
+        a, b = (client.post("/v1/concepts", json={"name": n}).json()["id"] for n in ("a", "b"))
+        set_id = client.post("/v1/concept-sets", json={"name": "s"}).json()["id"]
+        draft = client.post(f"/v1/concept-sets/{set_id}/versions", json={"empty": True})
+        vid, stale = draft.json()["id"], draft.headers["ETag"]
+        fresh = client.post(f"/v1/concept-set-versions/{vid}/concepts", json={"concept_ids": [a]})
+        assert fresh.headers["ETag"] != stale
+        before = client.get(f"/v1/concept-set-versions/{vid}").json()
+        for method, path, body in [
+            ("POST", f"/v1/concept-set-versions/{vid}/concepts", {"concept_ids": [b]}),
+            ("DELETE", f"/v1/concept-set-versions/{vid}/concepts", {"concept_ids": [a]}),
+            ("POST", f"/v1/concept-set-versions/{vid}/concepts:remove", {"concept_ids": [a]}),
+            ("POST", f"/v1/concept-set-versions/{vid}/publish", None),
+            ("DELETE", f"/v1/concept-set-versions/{vid}", None),
+        ]:
+            response = client.request(method, path, json=body, headers={"If-Match": stale})
+            assert response.status_code == 412, (method, path, response.text)
+            error = error_of(response)
+            assert (error["code"], error["field"]) == ("precondition_failed", "If-Match")
+        assert client.get(f"/v1/concept-set-versions/{vid}").json() == before
+        # the current ETag (or '*', or a list holding it) passes
+        ok = client.post(
+            f"/v1/concept-set-versions/{vid}/concepts",
+            json={"concept_ids": [b]},
+            headers={"If-Match": f'"999", {fresh.headers["ETag"]}'},
+        )
+        assert ok.status_code == 200 and ok.json()["concept_ids"] == sorted([a, b])
+        star = client.post(
+            f"/v1/concept-set-versions/{vid}/concepts:remove",
+            json={"concept_ids": [b]},
+            headers={"If-Match": "*"},
+        )
+        assert star.status_code == 200 and star.json()["concept_ids"] == [a]
+
+
+def test_if_match_on_concept_set_and_task_patch(live_service: tuple[str, str]) -> None:
+    base_url, key = live_service
+    with httpx.Client(base_url=base_url, headers=auth(key), timeout=60) as client:
+        concept = client.post("/v1/concepts", json={"name": "x"})
+        set_ = client.post("/v1/concept-sets", json={"name": "s"})
+        task = client.post("/v1/tasks", json={"name": "t", "description": "d"})
+        for created, path in [
+            (concept, f"/v1/concepts/{concept.json()['id']}"),
+            (set_, f"/v1/concept-sets/{set_.json()['id']}"),
+            (task, f"/v1/tasks/{task.json()['id']}"),
+        ]:
+            etag = client.get(path).headers["ETag"]
+            assert etag == created.headers["ETag"] == f'"{created.json()["revision"]}"'
+            first = client.patch(path, json={"description": "first"}, headers={"If-Match": etag})
+            assert first.status_code == 200, first.text
+            assert first.json()["revision"] == created.json()["revision"] + 1
+            assert first.headers["ETag"] != etag
+            lost = client.patch(path, json={"description": "lost"}, headers={"If-Match": etag})
+            assert lost.status_code == 412, lost.text
+            assert error_of(lost)["code"] == "precondition_failed"
+            weak = client.patch(
+                path,
+                json={"description": "weak"},
+                headers={"If-Match": f"W/{first.headers['ETag']}"},
+            )
+            assert weak.status_code == 412  # If-Match compares strongly
+            bad = client.patch(path, json={"description": "bad"}, headers={"If-Match": "abc"})
+            assert bad.status_code == 422 and error_of(bad)["field"] == "If-Match"
+            now = client.get(path)
+            assert now.json()["description"] == "first"
+            assert now.headers["ETag"] == first.headers["ETag"]
+            # without If-Match the write is unconditional (and still bumps the revision)
+            blind = client.patch(path, json={"description": "blind"})
+            assert blind.status_code == 200
+            assert blind.json()["revision"] == first.json()["revision"] + 1
+
+
+def test_twenty_concurrent_publishes_make_one_published_version(
+    live_service: tuple[str, str],
+) -> None:
+    base_url, key = live_service
+    n = 20
+    with httpx.Client(base_url=base_url, headers=auth(key), timeout=60) as client:
+        ids = [client.post("/v1/concepts", json={"name": f"p{i}"}).json()["id"] for i in range(3)]
+        set_id = client.post("/v1/concept-sets", json={"name": "pub"}).json()["id"]
+        draft = client.post(f"/v1/concept-sets/{set_id}/versions", json={"empty": True}).json()
+        client.post(f"/v1/concept-set-versions/{draft['id']}/concepts", json={"concept_ids": ids})
+
+        def publish(_: int) -> httpx.Response:
+            with httpx.Client(base_url=base_url, headers=auth(key), timeout=60) as own:
+                return own.post(f"/v1/concept-set-versions/{draft['id']}/publish")
+
+        with ThreadPoolExecutor(max_workers=n) as pool:
+            results = list(pool.map(publish, range(n)))
+        versions = client.get(f"/v1/concept-sets/{set_id}/versions").json()["items"]
+    codes = sorted(r.status_code for r in results)
+    print(f"\n{n} concurrent publishes: {codes.count(200)} x 200, {codes.count(409)} x 409")
+    assert codes == [200] + [409] * (n - 1)
+    assert {error_of(r)["code"] for r in results if r.status_code == 409} == {"immutable"}
+    assert [(v["number"], v["status"]) for v in versions] == [(1, "published")]
+    winner = next(r for r in results if r.status_code == 200).json()
+    assert winner["number"] == 1 and winner["concept_ids"] == sorted(ids)

@@ -82,6 +82,9 @@ class VersionSummary(BaseModel):
     n_concepts: int
     created_at: dt.datetime
     published_at: dt.datetime | None
+    revision: int = Field(
+        description="Bumped by each edit of the draft (members, publish); the ETag's value"
+    )
 
 
 class VersionPublic(VersionSummary):
@@ -105,6 +108,7 @@ class ConceptSetPublic(BaseModel):
     public: bool
     forked_from_set_id: int | None
     created_at: dt.datetime
+    revision: int = Field(description="Bumped by each PATCH; the ETag is its quoted value")
     versions: list[VersionSummary]
 
 

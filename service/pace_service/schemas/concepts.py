@@ -91,6 +91,7 @@ class ConceptSummary(BaseModel):
     n_stimuli: int
     created_at: dt.datetime
     updated_at: dt.datetime
+    revision: int = Field(description="Bumped by each edit; the ETag is its quoted value")
 
 
 class ConceptPublic(ConceptSummary):

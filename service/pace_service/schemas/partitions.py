@@ -57,6 +57,7 @@ class TaskPublic(PublicModel):
     name: str
     description: str
     created_at: dt.datetime
+    revision: int = Field(description="Bumped by each PATCH; the ETag is its quoted value")
 
 
 TasksPublic = Page[TaskPublic]

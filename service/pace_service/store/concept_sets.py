@@ -14,6 +14,7 @@ from ..schemas.concept_sets import (
     ConceptSetUpdate,
 )
 from .access import owned_set, readable_set, set_readable_clause
+from .revisions import IfMatch, claim
 from .versions import create_version, version_summaries
 
 __all__ = [
@@ -46,6 +47,7 @@ def set_public(session: Session, concept_set: ConceptSet) -> ConceptSetPublic:
         public=concept_set.public,
         forked_from_set_id=concept_set.forked_from_set_id,
         created_at=concept_set.created_at,
+        revision=concept_set.revision,
         versions=version_summaries(session, versions),
     )
 
@@ -103,10 +105,20 @@ def list_sets(
 
 
 def update_set(
-    session: Session, namespace_id: int, set_id: int, data: ConceptSetUpdate
+    session: Session,
+    namespace_id: int,
+    set_id: int,
+    data: ConceptSetUpdate,
+    *,
+    if_match: IfMatch | None = None,
 ) -> ConceptSet:
-    """Rename, describe, or change visibility of an owned set."""
+    """Rename, describe, or change visibility of an owned set.
+
+    The set's revision covers these fields only (not its versions): it is checked
+    against ``if_match`` under a row lock and bumped.
+    """
     row = owned_set(session, namespace_id, set_id)
+    claim(session, row, if_match, f"concept set {set_id}")
     if data.name is not None and data.name != row.name:
         _check_name_free(session, namespace_id, data.name)
         row.name = data.name

@@ -35,6 +35,7 @@ from ..schemas.concepts import (
     StimulusPublic,
 )
 from .access import readable_concept, readable_version
+from .revisions import IfMatch, claim
 
 __all__ = [
     "bulk_create_concepts",
@@ -135,6 +136,7 @@ def concept_public(session: Session, concept: Concept) -> ConceptPublic:
         n_stimuli=len(stimuli),
         created_at=concept.created_at,
         updated_at=concept.updated_at,
+        revision=concept.revision,
         stimuli=[StimulusPublic.model_validate(s) for s in stimuli],
     )
 
@@ -250,10 +252,20 @@ def _published_version_holding(session: Session, concept_id: int) -> int | None:
 
 
 def update_concept(
-    session: Session, namespace_id: int, concept_id: int, data: ConceptUpdate
+    session: Session,
+    namespace_id: int,
+    concept_id: int,
+    data: ConceptUpdate,
+    *,
+    if_match: IfMatch | None = None,
 ) -> Concept:
-    """Apply a partial update: rename, describe, retag, add or retire stimuli."""
+    """Apply a partial update: rename, describe, retag, add or retire stimuli.
+
+    The concept row is locked and its revision checked against ``if_match`` (412
+    ``precondition_failed`` if stale) and bumped.
+    """
     concept = _owned_concept(session, namespace_id, concept_id)
+    claim(session, concept, if_match, f"concept {concept_id}")
     if data.name is not None and data.name != concept.name:
         published = _published_version_holding(session, concept.id)
         if published is not None:
@@ -357,6 +369,7 @@ def list_concepts(
             n_stimuli=counts.get(c.id, 0),
             created_at=c.created_at,
             updated_at=c.updated_at,
+            revision=c.revision,
         )
         for c in concepts
     ]

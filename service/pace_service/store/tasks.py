@@ -9,6 +9,7 @@ from ..errors import Duplicate
 from ..models import Task
 from ..schemas.partitions import TaskCreate, TaskUpdate
 from .access import owned_task
+from .revisions import IfMatch, claim
 
 __all__ = ["create_task", "delete_task", "list_tasks", "update_task"]
 
@@ -31,9 +32,17 @@ def create_task(session: Session, namespace_id: int, data: TaskCreate) -> Task:
     return task
 
 
-def update_task(session: Session, namespace_id: int, task_id: int, data: TaskUpdate) -> Task:
-    """Rename or re-describe a task."""
+def update_task(
+    session: Session,
+    namespace_id: int,
+    task_id: int,
+    data: TaskUpdate,
+    *,
+    if_match: IfMatch | None = None,
+) -> Task:
+    """Rename or re-describe a task (revision checked against ``if_match`` and bumped)."""
     task = owned_task(session, namespace_id, task_id)
+    claim(session, task, if_match, f"task {task_id}")
     if data.name is not None and data.name != task.name:
         _check_name_free(session, namespace_id, data.name)
         task.name = data.name

@@ -31,6 +31,7 @@ from ..schemas.concept_sets import (
     VersionSummary,
 )
 from .access import concept_readable_clause, owned_version, readable_version
+from .revisions import IfMatch, check
 
 __all__ = [
     "add_members",
@@ -82,6 +83,7 @@ def _summary(version: ConceptSetVersion, n_concepts: int) -> VersionSummary:
         n_concepts=n_concepts,
         created_at=version.created_at,
         published_at=version.published_at,
+        revision=version.revision,
     )
 
 
@@ -203,7 +205,13 @@ def create_version(
     return version
 
 
-def _draft_for_update(session: Session, namespace_id: int, version_id: int) -> ConceptSetVersion:
+def _draft_for_update(
+    session: Session, namespace_id: int, version_id: int, if_match: IfMatch | None
+) -> ConceptSetVersion:
+    """The draft, locked (writers of one draft queue here), its revision checked.
+
+    Published wins over a stale ETag: a published version answers 409 ``immutable``.
+    """
     owned_version(session, namespace_id, version_id)
     version = session.scalars(
         select(ConceptSetVersion)
@@ -216,14 +224,24 @@ def _draft_for_update(session: Session, namespace_id: int, version_id: int) -> C
             f"concept-set version {version_id} is published and immutable; "
             "create a new draft version to change it"
         )
+    check(version.revision, if_match, f"concept-set version {version_id}")
     return version
 
 
+def _bump(version: ConceptSetVersion) -> None:
+    version.revision = version.revision + 1
+
+
 def add_members(
-    session: Session, namespace_id: int, version_id: int, concept_ids: Sequence[int]
+    session: Session,
+    namespace_id: int,
+    version_id: int,
+    concept_ids: Sequence[int],
+    *,
+    if_match: IfMatch | None = None,
 ) -> ConceptSetVersion:
     """Add concepts to a draft (idempotent). Each must be readable by the caller."""
-    version = _draft_for_update(session, namespace_id, version_id)
+    version = _draft_for_update(session, namespace_id, version_id, if_match)
     wanted = sorted(set(concept_ids))
     found: set[int] = set()
     for start in range(0, len(wanted), 10_000):
@@ -246,20 +264,29 @@ def add_members(
         ),
         {"v": version.id, "ids": wanted},
     )
+    _bump(version)
+    session.flush()
     return version
 
 
 def remove_members(
-    session: Session, namespace_id: int, version_id: int, concept_ids: Sequence[int]
+    session: Session,
+    namespace_id: int,
+    version_id: int,
+    concept_ids: Sequence[int],
+    *,
+    if_match: IfMatch | None = None,
 ) -> ConceptSetVersion:
     """Remove concepts from a draft (ids that are not members are ignored)."""
-    version = _draft_for_update(session, namespace_id, version_id)
+    version = _draft_for_update(session, namespace_id, version_id, if_match)
     session.execute(
         delete(VersionConcept).where(
             VersionConcept.version_id == version.id,
             VersionConcept.concept_id.in_(sorted(set(concept_ids))),
         )
     )
+    _bump(version)
+    session.flush()
     return version
 
 
@@ -276,20 +303,29 @@ _SNAPSHOT_STIMULI = text(
 )
 
 
-def publish_version(session: Session, namespace_id: int, version_id: int) -> ConceptSetVersion:
-    """Freeze a draft: snapshot its members' live stimuli, then mark it published."""
-    version = _draft_for_update(session, namespace_id, version_id)
+def publish_version(
+    session: Session, namespace_id: int, version_id: int, *, if_match: IfMatch | None = None
+) -> ConceptSetVersion:
+    """Freeze a draft: snapshot its members' live stimuli, then mark it published.
+
+    Concurrent publishes of one draft queue on its row lock: the first publishes, the
+    others then find it published (409 ``immutable``).
+    """
+    version = _draft_for_update(session, namespace_id, version_id, if_match)
     session.execute(_SNAPSHOT_STIMULI, {"v": version.id})
     now = session.scalar(select(func.now()))  # before the change: a query autoflushes
     version.status = "published"
     version.published_at = now
+    _bump(version)
     session.flush()
     return version
 
 
-def delete_version(session: Session, namespace_id: int, version_id: int) -> None:
+def delete_version(
+    session: Session, namespace_id: int, version_id: int, *, if_match: IfMatch | None = None
+) -> None:
     """Delete a draft (409 ``immutable`` for a published version)."""
-    version = _draft_for_update(session, namespace_id, version_id)
+    version = _draft_for_update(session, namespace_id, version_id, if_match)
     session.delete(version)
     session.flush()
 

@@ -26,6 +26,7 @@ from ...store import versions
 from ...store.access import owned_set, readable_version
 from ..deps import AuthDep, SessionDep, WriteDep
 from ..pagination import PageDep
+from ..preconditions import IfMatchDep, send_etag
 
 __all__ = ["router"]
 
@@ -34,10 +35,12 @@ router = APIRouter(tags=["concept sets"])
 
 @router.post("/concept-sets", response_model=ConceptSetPublic, status_code=status.HTTP_201_CREATED)
 def create_set(
-    body: ConceptSetCreate, principal: WriteDep, session: SessionDep
+    body: ConceptSetCreate, principal: WriteDep, session: SessionDep, response: Response
 ) -> ConceptSetPublic:
     """Create a set (no versions yet: add a draft with ``POST .../versions``)."""
-    return sets.set_public(session, sets.create_set(session, principal.namespace_id, body))
+    row = sets.create_set(session, principal.namespace_id, body)
+    send_etag(response, row.revision)
+    return sets.set_public(session, row)
 
 
 @router.get("/concept-sets", response_model=ConceptSetsPublic)
@@ -68,17 +71,31 @@ def list_sets(
 
 
 @router.get("/concept-sets/{set_id}", response_model=ConceptSetPublic)
-def get_set(set_id: int, principal: AuthDep, session: SessionDep) -> ConceptSetPublic:
-    """One set with its versions."""
-    return sets.set_public(session, sets.get_set(session, principal.namespace_id, set_id))
+def get_set(
+    set_id: int, principal: AuthDep, session: SessionDep, response: Response
+) -> ConceptSetPublic:
+    """One set with its versions (``ETag``: the set's revision, for ``If-Match``)."""
+    row = sets.get_set(session, principal.namespace_id, set_id)
+    send_etag(response, row.revision)
+    return sets.set_public(session, row)
 
 
 @router.patch("/concept-sets/{set_id}", response_model=ConceptSetPublic)
 def update_set(
-    set_id: int, body: ConceptSetUpdate, principal: WriteDep, session: SessionDep
+    set_id: int,
+    body: ConceptSetUpdate,
+    principal: WriteDep,
+    session: SessionDep,
+    if_match: IfMatchDep,
+    response: Response,
 ) -> ConceptSetPublic:
-    """Rename, describe or change the visibility of an owned set."""
-    return sets.set_public(session, sets.update_set(session, principal.namespace_id, set_id, body))
+    """Rename, describe or change the visibility of an owned set.
+
+    With ``If-Match``, a set changed since that ETag is 412 ``precondition_failed``.
+    """
+    row = sets.update_set(session, principal.namespace_id, set_id, body, if_match=if_match)
+    send_etag(response, row.revision)
+    return sets.set_public(session, row)
 
 
 @router.delete("/concept-sets/{set_id}", status_code=status.HTTP_204_NO_CONTENT)
@@ -106,7 +123,11 @@ def fork_set(
     status_code=status.HTTP_201_CREATED,
 )
 def create_version(
-    set_id: int, principal: WriteDep, session: SessionDep, body: VersionCreate | None = None
+    set_id: int,
+    principal: WriteDep,
+    session: SessionDep,
+    response: Response,
+    body: VersionCreate | None = None,
 ) -> VersionPublic:
     """A new draft, copying the members of ``from_version`` (default: the latest)."""
     body = body or VersionCreate()
@@ -114,6 +135,7 @@ def create_version(
     version = versions.create_version(
         session, concept_set, from_version=body.from_version, empty=body.empty
     )
+    send_etag(response, version.revision)
     return versions.version_public(session, version)
 
 
@@ -131,58 +153,105 @@ def list_versions(
 
 @router.get("/concept-sets/{set_id}/versions/{ref}", response_model=VersionPublic)
 def get_version_by_ref(
-    set_id: int, ref: str, principal: AuthDep, session: SessionDep
+    set_id: int, ref: str, principal: AuthDep, session: SessionDep, response: Response
 ) -> VersionPublic:
     """A version of a set by number, or ``latest``, or ``published`` (latest published)."""
     concept_set = sets.get_set(session, principal.namespace_id, set_id)
     version = versions.version_by_ref(session, concept_set.id, ref)
+    send_etag(response, version.revision)
     return versions.version_public(session, version)
 
 
 @router.get("/concept-set-versions/{version_id}", response_model=VersionPublic)
-def get_version(version_id: int, principal: AuthDep, session: SessionDep) -> VersionPublic:
-    """One version with its member concept ids."""
+def get_version(
+    version_id: int, principal: AuthDep, session: SessionDep, response: Response
+) -> VersionPublic:
+    """One version with its member concept ids.
+
+    ``ETag`` is its revision: send it as ``If-Match`` with edits of the draft.
+    """
     version = readable_version(session, principal.namespace_id, version_id, field="version_id")
+    send_etag(response, version.revision)
     return versions.version_public(session, version)
 
 
 @router.delete("/concept-set-versions/{version_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_version(version_id: int, principal: WriteDep, session: SessionDep) -> Response:
+def delete_version(
+    version_id: int, principal: WriteDep, session: SessionDep, if_match: IfMatchDep
+) -> Response:
     """Delete a draft (409 ``immutable`` for a published version)."""
-    versions.delete_version(session, principal.namespace_id, version_id)
+    versions.delete_version(session, principal.namespace_id, version_id, if_match=if_match)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.post("/concept-set-versions/{version_id}/concepts", response_model=VersionPublic)
 def add_concepts(
-    version_id: int, body: ConceptIds, principal: WriteDep, session: SessionDep
+    version_id: int,
+    body: ConceptIds,
+    principal: WriteDep,
+    session: SessionDep,
+    if_match: IfMatchDep,
+    response: Response,
 ) -> VersionPublic:
-    """Add concepts to a draft (own concepts, or members of public sets)."""
-    version = versions.add_members(session, principal.namespace_id, version_id, body.concept_ids)
+    """Add concepts to a draft (own concepts, or members of public sets).
+
+    Each edit is atomic (the draft's row lock); with ``If-Match``, a draft changed
+    since that ETag is 412 ``precondition_failed``.
+    """
+    version = versions.add_members(
+        session, principal.namespace_id, version_id, body.concept_ids, if_match=if_match
+    )
+    send_etag(response, version.revision)
     return versions.version_public(session, version)
 
 
 @router.delete("/concept-set-versions/{version_id}/concepts", response_model=VersionPublic)
 def remove_concepts(
-    version_id: int, body: ConceptIds, principal: WriteDep, session: SessionDep
+    version_id: int,
+    body: ConceptIds,
+    principal: WriteDep,
+    session: SessionDep,
+    if_match: IfMatchDep,
+    response: Response,
 ) -> VersionPublic:
     """Remove concepts from a draft (JSON body ``{"concept_ids": [...]}``)."""
-    version = versions.remove_members(session, principal.namespace_id, version_id, body.concept_ids)
+    version = versions.remove_members(
+        session, principal.namespace_id, version_id, body.concept_ids, if_match=if_match
+    )
+    send_etag(response, version.revision)
     return versions.version_public(session, version)
 
 
 @router.post("/concept-set-versions/{version_id}/concepts:remove", response_model=VersionPublic)
 def remove_concepts_post(
-    version_id: int, body: ConceptIds, principal: WriteDep, session: SessionDep
+    version_id: int,
+    body: ConceptIds,
+    principal: WriteDep,
+    session: SessionDep,
+    if_match: IfMatchDep,
+    response: Response,
 ) -> VersionPublic:
     """Same as ``DELETE .../concepts``, for clients that cannot send a DELETE body."""
-    return remove_concepts(version_id, body, principal, session)
+    return remove_concepts(version_id, body, principal, session, if_match, response)
 
 
 @router.post("/concept-set-versions/{version_id}/publish", response_model=VersionPublic)
-def publish_version(version_id: int, principal: WriteDep, session: SessionDep) -> VersionPublic:
-    """Publish a draft: it and its stimuli snapshot become immutable forever."""
-    version = versions.publish_version(session, principal.namespace_id, version_id)
+def publish_version(
+    version_id: int,
+    principal: WriteDep,
+    session: SessionDep,
+    if_match: IfMatchDep,
+    response: Response,
+) -> VersionPublic:
+    """Publish a draft: it and its stimuli snapshot become immutable forever.
+
+    Of concurrent publishes of one draft exactly one succeeds; the others get 409
+    ``immutable``. With ``If-Match``: 412 if the draft changed since that ETag.
+    """
+    version = versions.publish_version(
+        session, principal.namespace_id, version_id, if_match=if_match
+    )
+    send_etag(response, version.revision)
     return versions.version_public(session, version)
 
 

@@ -16,6 +16,7 @@ from ...schemas.concepts import (
 from ...store import concepts as store
 from ..deps import AuthDep, SessionDep, WriteDep
 from ..pagination import PageDep
+from ..preconditions import IfMatchDep, send_etag
 
 __all__ = ["router"]
 
@@ -25,9 +26,12 @@ MAX_BULK = 100_000
 
 
 @router.post("/concepts", response_model=ConceptPublic, status_code=status.HTTP_201_CREATED)
-def create_concept(body: ConceptCreate, principal: WriteDep, session: SessionDep) -> ConceptPublic:
+def create_concept(
+    body: ConceptCreate, principal: WriteDep, session: SessionDep, response: Response
+) -> ConceptPublic:
     """Create a concept with its stimuli (409 ``duplicate`` if the name exists)."""
     concept = store.create_concept(session, principal.namespace_id, body)
+    send_etag(response, concept.revision)
     return store.concept_public(session, concept)
 
 
@@ -77,21 +81,36 @@ def list_concepts(
 
 
 @router.get("/concepts/{concept_id}", response_model=ConceptPublic)
-def get_concept(concept_id: int, principal: AuthDep, session: SessionDep) -> ConceptPublic:
-    """One concept with its current stimuli (own, or a member of a public set)."""
+def get_concept(
+    concept_id: int, principal: AuthDep, session: SessionDep, response: Response
+) -> ConceptPublic:
+    """One concept with its current stimuli (own, or a member of a public set).
+
+    ``ETag`` is the concept's revision: send it back as ``If-Match`` with a PATCH.
+    """
     concept = store.get_readable_concept(session, principal.namespace_id, concept_id)
+    send_etag(response, concept.revision)
     return store.concept_public(session, concept)
 
 
 @router.patch("/concepts/{concept_id}", response_model=ConceptPublic)
 def update_concept(
-    concept_id: int, body: ConceptUpdate, principal: WriteDep, session: SessionDep
+    concept_id: int,
+    body: ConceptUpdate,
+    principal: WriteDep,
+    session: SessionDep,
+    if_match: IfMatchDep,
+    response: Response,
 ) -> ConceptPublic:
     """Rename, describe, retag, add stimuli or retire stimuli.
 
-    Published versions keep the stimuli snapshot they were published with.
+    Published versions keep the stimuli snapshot they were published with. With
+    ``If-Match``, a concept changed since that ETag is 412 ``precondition_failed``.
     """
-    concept = store.update_concept(session, principal.namespace_id, concept_id, body)
+    concept = store.update_concept(
+        session, principal.namespace_id, concept_id, body, if_match=if_match
+    )
+    send_etag(response, concept.revision)
     return store.concept_public(session, concept)
 
 

@@ -9,6 +9,7 @@ from ...store import tasks as store
 from ...store.access import owned_task
 from ..deps import AuthDep, SessionDep, WriteDep
 from ..pagination import PageDep
+from ..preconditions import IfMatchDep, send_etag
 
 __all__ = ["router"]
 
@@ -16,9 +17,13 @@ router = APIRouter(tags=["tasks"])
 
 
 @router.post("/tasks", response_model=TaskPublic, status_code=status.HTTP_201_CREATED)
-def create_task(body: TaskCreate, principal: WriteDep, session: SessionDep) -> TaskPublic:
+def create_task(
+    body: TaskCreate, principal: WriteDep, session: SessionDep, response: Response
+) -> TaskPublic:
     """Create a task (409 ``duplicate`` if its name exists in the namespace)."""
-    return TaskPublic.model_validate(store.create_task(session, principal.namespace_id, body))
+    task = store.create_task(session, principal.namespace_id, body)
+    send_etag(response, task.revision)
+    return TaskPublic.model_validate(task)
 
 
 @router.get("/tasks", response_model=TasksPublic)
@@ -38,19 +43,28 @@ def list_tasks(
 
 
 @router.get("/tasks/{task_id}", response_model=TaskPublic)
-def get_task(task_id: int, principal: AuthDep, session: SessionDep) -> TaskPublic:
-    """One task."""
-    return TaskPublic.model_validate(owned_task(session, principal.namespace_id, task_id))
+def get_task(
+    task_id: int, principal: AuthDep, session: SessionDep, response: Response
+) -> TaskPublic:
+    """One task (``ETag``: its revision, for ``If-Match`` on PATCH)."""
+    task = owned_task(session, principal.namespace_id, task_id)
+    send_etag(response, task.revision)
+    return TaskPublic.model_validate(task)
 
 
 @router.patch("/tasks/{task_id}", response_model=TaskPublic)
 def update_task(
-    task_id: int, body: TaskUpdate, principal: WriteDep, session: SessionDep
+    task_id: int,
+    body: TaskUpdate,
+    principal: WriteDep,
+    session: SessionDep,
+    if_match: IfMatchDep,
+    response: Response,
 ) -> TaskPublic:
-    """Rename or re-describe a task."""
-    return TaskPublic.model_validate(
-        store.update_task(session, principal.namespace_id, task_id, body)
-    )
+    """Rename or re-describe a task (412 ``precondition_failed`` on a stale ``If-Match``)."""
+    task = store.update_task(session, principal.namespace_id, task_id, body, if_match=if_match)
+    send_etag(response, task.revision)
+    return TaskPublic.model_validate(task)
 
 
 @router.delete("/tasks/{task_id}", status_code=status.HTTP_204_NO_CONTENT)
