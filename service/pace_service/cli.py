@@ -1,4 +1,4 @@
-"""``python -m pace_service``: serve, create keys, run migrations.
+"""``python -m pace_service``: serve, create keys, run migrations, back up and restore.
 
 With no ``DATABASE_URL``, each command uses the embedded PostgreSQL under
 ``<data dir>/pgdata`` (started if needed; its data survives restarts).
@@ -10,6 +10,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from .bootstrap import ensure_namespace, write_key_file
 from .core.config import Settings
@@ -94,6 +95,32 @@ def _keys_create(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _backup(args: argparse.Namespace, settings: Settings) -> int:
+    from .backup import BackupError, backup
+
+    url, _server = resolve_database(settings)
+    try:
+        blobs = backup(url, settings.blob_dir, args.folder)
+    except BackupError as exc:
+        print(f"backup failed: {exc}", file=sys.stderr)
+        return 1
+    print(f"backed up the database and {blobs} dictionary files to {args.folder}", file=sys.stderr)
+    return 0
+
+
+def _restore(args: argparse.Namespace, settings: Settings) -> int:
+    from .backup import BackupError, restore
+
+    url, _server = resolve_database(settings)
+    try:
+        blobs = restore(url, settings.blob_dir, args.folder)
+    except BackupError as exc:
+        print(f"restore failed: {exc}", file=sys.stderr)
+        return 1
+    print(f"restored the database and {blobs} dictionary files from {args.folder}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     parser = argparse.ArgumentParser(prog="python -m pace_service", description=__doc__)
@@ -105,6 +132,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(handler=_serve)
     up = sub.add_parser("upgrade", help="run the database migrations to the latest")
     up.set_defaults(handler=_upgrade)
+    back = sub.add_parser("backup", help="pg_dump the database and copy the dictionary files")
+    back.add_argument("folder", type=Path, help="a new (or empty) folder")
+    back.set_defaults(handler=_backup)
+    rest = sub.add_parser("restore", help="restore a backup folder into an empty database")
+    rest.add_argument("folder", type=Path, help="a folder written by 'backup'")
+    rest.set_defaults(handler=_restore)
     keys = sub.add_parser("keys", help="manage API keys")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
     create = keys_sub.add_parser("create", help="create a key (and its namespace if new)")
