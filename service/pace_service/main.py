@@ -13,7 +13,9 @@ from fastapi import APIRouter, FastAPI
 from sqlalchemy import Engine
 
 from . import __version__
+from .api.deps import Principal
 from .api.errors import install_error_handlers
+from .api.key_cache import KeyCache
 from .api.limits import BodyLimitMiddleware
 from .core.config import Settings
 from .core.db import create_engine, create_session_factory
@@ -75,12 +77,23 @@ def create_app(
             pool_size=settings.db_pool_size,
             max_overflow=settings.db_max_overflow,
         )
+    # The read-only search hot path has its own pool: autocommit (no BEGIN/COMMIT round
+    # trips) and no pre-ping (a dropped connection fails the search, which is retried
+    # once on a fresh one; see api/routes/search.py).
+    search_engine = create_engine(
+        engine.url.render_as_string(hide_password=False),
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_pre_ping=False,
+        isolation_level="AUTOCOMMIT",
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         try:
             yield
         finally:
+            search_engine.dispose()
             if own_engine:
                 engine.dispose()
             for callback in on_shutdown:
@@ -96,6 +109,9 @@ def create_app(
     app.state.settings = settings
     app.state.engine = engine
     app.state.session_factory = create_session_factory(engine)
+    app.state.key_cache = KeyCache[Principal](settings.auth_cache_seconds)
+    app.state.search_engine = search_engine
+    app.state.search_session_factory = create_session_factory(search_engine)
     install_error_handlers(app)
     app.add_middleware(
         BodyLimitMiddleware,

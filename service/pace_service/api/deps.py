@@ -21,6 +21,7 @@ from ..core.config import Settings
 from ..core.security import hash_key
 from ..errors import Forbidden, Unauthenticated
 from ..models import ApiKey, Namespace
+from .key_cache import KeyCache
 
 __all__ = [
     "AdminDep",
@@ -29,7 +30,10 @@ __all__ = [
     "SessionDep",
     "SettingsDep",
     "WriteDep",
+    "bearer",
     "get_session",
+    "key_cache",
+    "resolve_principal",
 ]
 
 _ROLE_RANK = {"read": 0, "write": 1, "admin": 2}
@@ -77,24 +81,49 @@ def get_settings_dep(request: Request) -> Settings:
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 
-_bearer = HTTPBearer(auto_error=False, description="An API key: `Bearer pace_...`")
+bearer = HTTPBearer(auto_error=False, description="An API key: `Bearer pace_...`")
 
 
-def authenticate(
-    session: SessionDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+def resolve_principal(
+    session: Session, secret: str | None, cache: KeyCache[Principal] | None = None
 ) -> Principal:
-    """Resolve ``Authorization: Bearer <key>`` (401 ``unauthenticated`` if absent/unknown)."""
-    if credentials is None or not credentials.credentials:
+    """The principal of API key ``secret`` (401 ``unauthenticated`` if absent/unknown).
+
+    ``cache`` (the app's :class:`KeyCache`) answers a key seen in the last few seconds
+    without a query; unknown and revoked keys are never cached.
+    """
+    if not secret:
         raise Unauthenticated("missing API key: send 'Authorization: Bearer <key>'")
+    key_hash = hash_key(secret)
+    if cache is not None and (hit := cache.get(key_hash)) is not None:
+        return hit
     row = session.execute(
         select(ApiKey.id, ApiKey.role, Namespace.id, Namespace.name)
         .join(Namespace, Namespace.id == ApiKey.namespace_id)
-        .where(ApiKey.key_hash == hash_key(credentials.credentials), ApiKey.revoked_at.is_(None))
+        .where(ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_(None))
     ).first()
     if row is None:
         raise Unauthenticated("unknown or revoked API key")
-    return Principal(key_id=row[0], role=row[1], namespace_id=row[2], namespace=row[3])
+    principal = Principal(key_id=row[0], role=row[1], namespace_id=row[2], namespace=row[3])
+    if cache is not None:
+        cache.put(key_hash, principal)
+    return principal
+
+
+def key_cache(request: Request) -> KeyCache[Principal] | None:
+    """The app's key cache (None for an app built without one)."""
+    cache: KeyCache[Principal] | None = getattr(request.app.state, "key_cache", None)
+    return cache
+
+
+def authenticate(
+    request: Request,
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Principal:
+    """Resolve ``Authorization: Bearer <key>`` (401 ``unauthenticated`` if absent/unknown)."""
+    secret = credentials.credentials if credentials is not None else None
+    return resolve_principal(session, secret, key_cache(request))
 
 
 AuthDep = Annotated[Principal, Depends(authenticate)]

@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     max_json_bytes: int = Field(default=DEFAULT_MAX_JSON_BYTES, gt=0)
     db_pool_size: int = Field(default=5, ge=1)
     db_max_overflow: int = Field(default=10, ge=0)
+    auth_cache_seconds: float = Field(default=2.0, ge=0)
+    """How long a verified API key is trusted without a lookup (0: always look it up).
+    A key revoked through another service process stops working within this bound."""
 
     @field_validator("database_url")
     @classmethod

@@ -4,13 +4,25 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["NearestPublic", "NearestRequest", "NeighborPublic"]
+__all__ = [
+    "MAX_VECTOR_VALUES",
+    "NearestBinaryParams",
+    "NearestParams",
+    "NearestPublic",
+    "NearestRequest",
+    "NeighborPublic",
+]
+
+MAX_VECTOR_VALUES = 16000
+"""pgvector's halfvec limit."""
 
 
-class NearestRequest(BaseModel):
-    """An activation and where to look for its nearest concept atoms."""
+class NearestParams(BaseModel):
+    """Where to look, without the vector: the query string of a binary request."""
+
+    model_config = ConfigDict(extra="forbid")
 
     model_id: int
     layer: int = Field(ge=0)
@@ -18,13 +30,28 @@ class NearestRequest(BaseModel):
         default=None, description="Optional when the model's layer has atoms of one recipe only"
     )
     k: int = Field(default=10, ge=1, le=1000)
-    vector: list[float] = Field(min_length=1, max_length=16000)
     concept_set_version_id: int | None = None
     partition_id: int | None = Field(default=None, description="Labels from this partition")
     task_id: int | None = Field(
         default=None, description="Labels from this task's latest partition of the version"
     )
     exact: bool = False
+
+
+class NearestBinaryParams(NearestParams):
+    """The query string of an ``application/octet-stream`` request."""
+
+    dtype: Literal["float32", "float16"] = Field(
+        default="float32", description="How the body's little-endian values are encoded"
+    )
+
+
+class NearestRequest(NearestParams):
+    """An activation and where to look for its nearest concept atoms."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    vector: list[float] = Field(min_length=1, max_length=MAX_VECTOR_VALUES)
 
 
 class NeighborPublic(BaseModel):

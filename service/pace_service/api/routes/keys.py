@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Request, status
 
 from ...schemas.keys import KeyCreate, KeyCreated, KeyPublic, KeysPublic, MePublic
 from ...store import keys as store
 from ...store.keys import get_namespace
-from ..deps import AdminDep, AuthDep, SessionDep
+from ..deps import AdminDep, AuthDep, SessionDep, key_cache
 from ..pagination import PageDep
 
 __all__ = ["router"]
@@ -45,6 +45,12 @@ def list_keys(principal: AdminDep, session: SessionDep, page: PageDep) -> KeysPu
 
 
 @router.delete("/keys/{key_id}", response_model=KeyPublic)
-def revoke_key(key_id: int, principal: AdminDep, session: SessionDep) -> KeyPublic:
-    """Revoke a key of the namespace (admin)."""
-    return KeyPublic.model_validate(store.revoke_key(session, principal.namespace_id, key_id))
+def revoke_key(
+    key_id: int, principal: AdminDep, session: SessionDep, request: Request
+) -> KeyPublic:
+    """Revoke a key of the namespace (admin); it stops working at once."""
+    revoked = KeyPublic.model_validate(store.revoke_key(session, principal.namespace_id, key_id))
+    cache = key_cache(request)
+    if cache is not None:
+        cache.clear()
+    return revoked

@@ -1,14 +1,27 @@
-"""``/v1/search/nearest``: the concepts whose atoms are nearest to an activation."""
+"""``/v1/search/nearest``: the concepts whose atoms are nearest to an activation.
+
+The hot path of the service, so it is written by hand rather than through dependency
+injection: the body is read once and decoded by :mod:`..nearest_body` (JSON or a
+binary vector), and authentication, the search and the end of the transaction run in
+**one** worker-thread call (each FastAPI sync dependency would be a thread hop of its
+own, about as costly as the search on a busy machine). The answer is serialized once by
+pydantic.
+"""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from fastapi import APIRouter
+import psycopg
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from pydantic import TypeAdapter
+from sqlalchemy.exc import DBAPIError
 
-from ...schemas.search import NearestPublic, NearestRequest, NeighborPublic
+from ...schemas.search import NearestBinaryParams, NearestPublic, NearestRequest, NeighborPublic
 from ...store import search as store
-from ..deps import AuthDep, SessionDep
+from ..deps import bearer, key_cache, resolve_principal
+from ..nearest_body import BINARY_TYPE, JSON_TYPE, decode_nearest
 
 __all__ = ["router"]
 
@@ -23,31 +36,69 @@ def _label(value: str | None) -> Literal["benign", "undesirable"] | None:
     return None
 
 
-@router.post("/search/nearest", response_model=NearestPublic)
-def search_nearest(body: NearestRequest, principal: AuthDep, session: SessionDep) -> NearestPublic:
-    """The ``k`` most cosine-similar concept atoms at (model, layer, recipe).
+def _binary_parameters() -> list[dict[str, Any]]:
+    schema = NearestBinaryParams.model_json_schema()
+    required = set(schema.get("required", ()))
+    return [
+        {
+            "name": name,
+            "in": "query",
+            "required": False,  # JSON bodies carry them in the body
+            "schema": prop,
+            "description": f"{BINARY_TYPE} bodies only"
+            + (" (required there)" if name in required else "")
+            + (": " + prop["description"] if "description" in prop else ""),
+        }
+        for name, prop in schema["properties"].items()
+    ]
 
-    Uses the (model, layer, recipe) binary-quantization HNSW index and an exact
-    re-rank unless ``exact`` is set or the index is not built yet; ``exact`` in the
-    answer says which. Only concepts readable by the caller are returned; labels come
-    from ``partition_id``, or from ``task_id``'s latest partition of the version.
-    """
-    results, exact = store.nearest(
-        session,
-        principal.namespace_id,
-        store.NearestQuery(
-            model_id=body.model_id,
-            layer=body.layer,
-            recipe_id=body.recipe_id,
-            k=body.k,
-            vector=body.vector,
-            concept_set_version_id=body.concept_set_version_id,
-            partition_id=body.partition_id,
-            task_id=body.task_id,
-            exact=body.exact,
-        ),
+
+_OPENAPI: dict[str, Any] = {
+    "parameters": _binary_parameters(),
+    "requestBody": {
+        "required": True,
+        "content": {
+            JSON_TYPE: {"schema": TypeAdapter(NearestRequest).json_schema()},
+            BINARY_TYPE: {
+                "schema": {
+                    "type": "string",
+                    "format": "binary",
+                    "description": "The vector: little-endian float32 (or float16 with "
+                    "dtype=float16); the other fields go in the query string",
+                }
+            },
+        },
+    },
+}
+
+
+def _connection_lost(exc: Exception) -> bool:
+    if isinstance(exc, DBAPIError):
+        return bool(exc.connection_invalidated)
+    state = getattr(exc, "sqlstate", None) or ""
+    return isinstance(exc, psycopg.OperationalError) and (
+        not state or state.startswith("08") or state.startswith("57P")
     )
-    return NearestPublic(
+
+
+def _search(app: FastAPI, secret: str | None, request: Request, body: bytes) -> bytes:
+    factory = app.state.search_session_factory  # autocommit, no pre-ping
+    for attempt in (1, 2):
+        try:
+            with factory() as session:
+                principal = resolve_principal(session, secret, key_cache(request))
+                query = decode_nearest(
+                    request.headers.get("content-type"), request.query_params, body
+                )
+                results, exact = store.nearest(session, principal.namespace_id, query)
+            break
+        except (DBAPIError, psycopg.OperationalError) as exc:
+            # Pooled connections the server dropped (a restart, an idle timeout): start
+            # a fresh pool; a read-only search is safe to run again.
+            if attempt == 2 or not _connection_lost(exc):
+                raise
+            app.state.search_engine.dispose()
+    answer = NearestPublic(
         results=[
             NeighborPublic(
                 concept_id=r.concept_id,
@@ -59,3 +110,22 @@ def search_nearest(body: NearestRequest, principal: AuthDep, session: SessionDep
         ],
         exact=exact,
     )
+    return answer.__pydantic_serializer__.to_json(answer)
+
+
+@router.post("/search/nearest", response_model=NearestPublic, openapi_extra=_OPENAPI)
+async def search_nearest(request: Request) -> Response:
+    """The ``k`` most cosine-similar concept atoms at (model, layer, recipe).
+
+    Body: JSON (``NearestRequest``), or the raw vector as ``application/octet-stream``
+    (little-endian float32, or float16 with ``dtype=float16``) with the other fields in
+    the query string. Uses the (model, layer, recipe) binary-quantization HNSW index and
+    an exact re-rank unless ``exact`` is set or the index is not built yet; ``exact`` in
+    the answer says which. Only concepts readable by the caller are returned; labels
+    come from ``partition_id``, or from ``task_id``'s latest partition of the version.
+    """
+    credentials = await bearer(request)
+    body = await request.body()
+    secret = credentials.credentials if credentials is not None else None
+    payload = await run_in_threadpool(_search, request.app, secret, request, body)
+    return Response(payload, media_type=JSON_TYPE)
