@@ -257,15 +257,20 @@ def list_partitions(
     limit: int,
     offset: int,
 ) -> tuple[list[Partition], int]:
-    """The namespace's partitions (newest version first), filtered."""
+    """The namespace's partitions (newest version first), filtered.
+
+    A filter naming a task or version the caller cannot read is 404, as everywhere.
+    """
     query = (
         select(Partition)
         .join(Task, Task.id == Partition.task_id)
         .where(Task.namespace_id == namespace_id)
     )
     if task_id is not None:
+        owned_task(session, namespace_id, task_id)
         query = query.where(Partition.task_id == task_id)
     if concept_set_version_id is not None:
+        readable_version(session, namespace_id, concept_set_version_id)
         query = query.where(Partition.concept_set_version_id == concept_set_version_id)
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     rows = session.scalars(
