@@ -20,6 +20,7 @@ from .api.limits import BodyLimitMiddleware
 from .core.config import Settings
 from .core.db import create_engine, create_session_factory
 from .schemas.common import ErrorPublic
+from .store.blob_files import sweep_temp_files
 
 __all__ = ["API_PREFIX", "ROUTE_MODULES", "create_app"]
 
@@ -90,6 +91,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        sweep_temp_files(settings.blob_dir)  # what builds killed earlier left behind
         try:
             yield
         finally:

@@ -16,6 +16,12 @@ requests for the same dictionary: the first builds it (one binary COPY per layer
 streamed into the file, so memory holds one layer) and writes the file atomically
 (temp file, then ``os.replace``) under
 ``<data dir>/blobs/<hash>``; the others wait, then find the row and the file.
+
+**Crashes.** The row is inserted only once the file is in place, in the request's
+transaction. A build killed mid-way leaves no row, only a temp file, which the next
+start of the service deletes (:mod:`pace_service.store.blob_files`); killed after the
+rename but before the commit, it leaves a whole file without a row, which the retry
+rewrites with the same bytes.
 """
 
 from __future__ import annotations
@@ -23,8 +29,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,6 +55,7 @@ from ..models import (
 )
 from . import models as model_store
 from .access import readable_partition, readable_version
+from .blob_files import atomic_write
 from .vectors import driver_connection
 
 __all__ = [
@@ -312,22 +317,13 @@ def _write_blob(session: Session, plan: DictionaryPlan, path: Path) -> int:
     raw_header = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
     raw_header += b" " * (-len(raw_header) % 8)
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(len(raw_header).to_bytes(8, "little"))
-            f.write(raw_header)
-            for layer in plan.layers:
-                f.write(np.ascontiguousarray(_read_layer(session, plan, layer)).data)
-            for _, array in tail:
-                f.write(np.ascontiguousarray(array).data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as f:
+        f.write(len(raw_header).to_bytes(8, "little"))
+        f.write(raw_header)
+        for layer in plan.layers:
+            f.write(np.ascontiguousarray(_read_layer(session, plan, layer)).data)
+        for _, array in tail:
+            f.write(np.ascontiguousarray(array).data)
     return path.stat().st_size
 
 
