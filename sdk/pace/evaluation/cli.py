@@ -12,12 +12,16 @@ Example::
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+
+if TYPE_CHECKING:
+    from pace.dictionary import ConceptDictionary
 
 __all__ = ["eval_app"]
 
@@ -102,6 +106,30 @@ def run(
     concept_limit: Annotated[
         int | None, typer.Option(help="Starter dictionary: only the first N concepts.")
     ] = None,
+    extra_concepts: Annotated[
+        str | None,
+        typer.Option(
+            help="Enlarge the starter dictionary with PaCE-1M names and template stimuli, "
+            "e.g. 'pace1m:2000' (the first 2,000 usable names; see docs/evaluation.md)."
+        ),
+    ] = None,
+    extra_labels: Annotated[
+        str,
+        typer.Option(
+            help="Labels of the extra concepts: benign | minilm:<threshold> (offline seed "
+            "partitioner, seeded with the task's undesirable starter concepts)."
+        ),
+    ] = "benign",
+    extra_align: Annotated[
+        bool, typer.Option(help="Shift the extra atoms' mean onto the starter atoms' mean.")
+    ] = True,
+    pace1m_index: Annotated[
+        Path | None,
+        typer.Option(
+            help="PaCE-1M concept_index.txt; default: $PACE1M_INDEX, else "
+            "../shared/data/pace1m_concept_index.txt."
+        ),
+    ] = None,
     token_position: Annotated[str, typer.Option(help="Recipe: last | mean.")] = "last",
     reduction: Annotated[str, typer.Option(help="Recipe: mean | pc1.")] = "mean",
     out: Annotated[Path, typer.Option(help="Folder for results.json and chart.png.")] = Path(
@@ -116,6 +144,7 @@ def run(
     """Run the harness: one table, results.json and chart.png under --out."""
     from pace.dictionary import ConceptDictionary
     from pace.evaluation.atoms import select_layers
+    from pace.evaluation.enlarge import parse_extra_spec, parse_labels_spec
     from pace.evaluation.errors import EvaluationError
     from pace.evaluation.generation import Decoding
     from pace.evaluation.harness import evaluate
@@ -140,6 +169,9 @@ def run(
             judge or task_obj.default_judge, task_description=task_obj.description
         )
         recipe = Recipe(token_position=token_position, reduction=reduction)  # type: ignore[arg-type]
+        if extra_concepts is not None:
+            parse_extra_spec(extra_concepts)
+            parse_labels_spec(extra_labels)
     except (EvaluationError, ValueError) as exc:
         raise _fail(str(exc)) from exc
     started = time.perf_counter()
@@ -183,6 +215,22 @@ def run(
             )
     try:
         d = select_layers(d, needed)
+        if extra_concepts is not None:
+            with _console.status("building the extra concepts' atoms (cached after the first run)"):
+                d = _enlarge(
+                    d,
+                    lm,
+                    tok,
+                    model,
+                    extra_concepts,
+                    extra_labels,
+                    extra_align,
+                    pace1m_index,
+                    needed,
+                    task_obj.name,
+                    recipe,
+                    cache_dir,
+                )
     except EvaluationError as exc:
         raise _fail(str(exc)) from exc
     _console.print(
@@ -219,6 +267,45 @@ def run(
         f"wrote {out / 'results.json'} and {out / 'chart.png'} "
         f"in {time.perf_counter() - started:.0f} s"
     )
+
+
+def _enlarge(
+    d: ConceptDictionary,
+    lm: Any,
+    tok: Any,
+    model: str,
+    spec: str,
+    labels: str,
+    align: bool,
+    index: Path | None,
+    layers: list[int],
+    task: str,
+    recipe: Any,
+    cache_dir: Path | None,
+) -> ConceptDictionary:
+    """The starter dictionary ``d`` followed by ``spec``'s PaCE-1M concepts."""
+    from pace.evaluation.enlarge import (
+        extra_dictionary,
+        extra_labels,
+        merge_dictionaries,
+        pace1m_names,
+        parse_extra_spec,
+    )
+    from pace.evaluation.starter import packaged_model_id
+
+    _, count = parse_extra_spec(spec)
+    default = os.environ.get("PACE1M_INDEX", "../shared/data/pace1m_concept_index.txt")
+    names = pace1m_names(index or Path(default), count, exclude=d.concept_names)
+    extra = extra_dictionary(
+        lm,
+        tok,
+        names,
+        model_id=packaged_model_id(model),
+        layers=layers,
+        recipe=recipe,
+        cache_dir=cache_dir,
+    )
+    return merge_dictionaries(d, extra, extra_labels(names, task=task, how=labels), align=align)
 
 
 @eval_app.command("report")
