@@ -124,8 +124,12 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def service_under_test() -> Iterator[ServiceUnderTest]:
-    """Embedded PostgreSQL + migrations + uvicorn (subprocess); all removed at exit."""
+def service_under_test(database_url: str | None = None) -> Iterator[ServiceUnderTest]:
+    """Embedded PostgreSQL + migrations + uvicorn (subprocess); all removed at exit.
+
+    ``database_url``: use this (empty or migrated) database instead of starting an
+    embedded server (the tests pass theirs); it is migrated, not removed.
+    """
     from pace_service.core.config import Settings
     from pace_service.core.db import create_engine, create_session_factory
     from pace_service.core.embedded import start_embedded
@@ -133,10 +137,16 @@ def service_under_test() -> Iterator[ServiceUnderTest]:
     from pace_service.store.keys import create_key, get_or_create_namespace
 
     root = Path(tempfile.mkdtemp(prefix="pace-bench-"))
-    server = start_embedded(root / "pgdata", cleanup_mode="delete")
+    server = None if database_url else start_embedded(root / "pgdata", cleanup_mode="delete")
     proc: subprocess.Popen[bytes] | None = None
     try:
-        url = server.ensure_database("bench")
+        if server is not None:
+            url = server.ensure_database("bench")
+            libpq_url = server.libpq_url("bench")
+        else:
+            assert database_url is not None
+            url = database_url
+            libpq_url = "postgresql://" + url.split("://", 1)[1]
         upgrade(url)
         data_dir = root / "data"
         settings = Settings(database_url=url, data_dir=data_dir)
@@ -178,7 +188,7 @@ def service_under_test() -> Iterator[ServiceUnderTest]:
         yield ServiceUnderTest(
             base_url=base,
             key=key,
-            libpq_url=server.libpq_url("bench"),
+            libpq_url=libpq_url,
             data_dir=data_dir,
             app_settings=settings,
         )
@@ -189,7 +199,8 @@ def service_under_test() -> Iterator[ServiceUnderTest]:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 proc.kill()
-        server.stop()
+        if server is not None:
+            server.stop()
         shutil.rmtree(root, ignore_errors=True)
 
 
