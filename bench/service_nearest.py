@@ -8,15 +8,25 @@ index. Two query sets, 200 each:
 - ``near``: a stored atom plus heavy noise (an activation where a concept is present);
 - ``fresh``: new draws from the same distribution (no stored atom is close).
 
-Ground truth is exact cosine over the stored float16 values (NumPy). Timed per query:
+Ground truth is exact cosine over the stored float16 values (NumPy). Timed per query,
+interleaved (so every path sees the same machine load), each from the client's call to
+the decoded answer, over one persistent httpx connection:
 
-- ``http``: ``POST /v1/search/nearest`` over loopback (JSON with 4,096 floats);
-- ``db``: the same search through the store function in this process (no HTTP/JSON);
+- ``json``: ``POST /v1/search/nearest`` with a JSON body (the client encodes 4,096
+  floats: ``json=`` of ``vector.tolist()``, as the SDK does);
+- ``binary``: the same request with the raw float32 vector as
+  ``application/octet-stream`` (the other fields in the query string);
+- ``floor``: ``GET /v1/me`` over the same connection and server (authentication from
+  the key cache, no database): what any request costs on this HTTP stack;
+- ``db``: the search through the store function in this process (no HTTP/JSON);
 - ``pg``: PostgreSQL's own execution time of the index query (``EXPLAIN ANALYZE``
-  of the same SQL shape: HNSW pool + exact re-rank), i.e. without any round trips.
+  of the same SQL shape: HNSW pool + exact re-rank), i.e. without any round trips;
+- ``select 1``: one raw psycopg round trip from this process.
 
 The baseline in the same run is exact search (``exact: true``, a scan of all 40,000
-atoms), on a subset of the queries.
+atoms), on a subset of the queries. ``--baseline-src DIR`` also starts the service of
+an older checkout (``DIR/service``, e.g. a ``git worktree``) on the same database and
+times its JSON path interleaved with the others, for a before/after under equal load.
 
 Run: ``.venv/bin/python bench/service_nearest.py [--n 40000 --dim 4096 --queries 200]``
 """
@@ -24,9 +34,17 @@ Run: ``.venv/bin/python bench/service_nearest.py [--n 40000 --dim 4096 --queries
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import socket
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import psycopg
 from pace_service.copy import copy_in
@@ -50,6 +68,7 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=4096)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--exact-queries", type=int, default=10)
+    parser.add_argument("--baseline-src", default=None, help="an older checkout to compare")
     args = parser.parse_args()
     print(f"machine: {machine()}")
     t = time.perf_counter()
@@ -91,59 +110,157 @@ def main() -> None:
         engine = create_engine(sut.app_settings.database_url, pool_size=1)
         factory = create_session_factory(engine)
         ns_id = _namespace_id(sut.libpq_url)
-        for name, queries in sets.items():
-            q16 = queries.astype(np.float16).astype(np.float32)
-            sims = (q16 / np.linalg.norm(q16, axis=1, keepdims=True)) @ xn.T
-            truth = np.argsort(-sims, axis=1)[:, :10]
-            http_lat: list[float] = []
-            db_lat: list[float] = []
-            recall: list[float] = []
-            for i, q in enumerate(queries):
-                body = {"model_id": model_id, "layer": 0, "k": 10, "vector": q.tolist()}
-                t = time.perf_counter()
-                r = http.post("/v1/search/nearest", json=body)
-                http_lat.append(time.perf_counter() - t)
-                r.raise_for_status()
-                assert r.json()["exact"] is False
-                got = {int(x["concept_id"]) for x in r.json()["results"]}
-                want = {int(cids[j]) for j in truth[i]}
-                recall.append(len(got & want) / 10)
-                with factory() as session:
-                    t = time.perf_counter()
-                    nearest(session, ns_id, NearestQuery(model_id, 0, None, 10, q.tolist()))
-                    db_lat.append(time.perf_counter() - t)
-                    session.rollback()
-            pg_ms = _server_side_ms(sut.libpq_url, model_id, recipe_id, args.dim, queries)
-            exact_lat: list[float] = []
-            for i, q in enumerate(queries[: args.exact_queries]):
-                body = {
-                    "model_id": model_id,
-                    "layer": 0,
-                    "k": 10,
-                    "vector": q.tolist(),
-                    "exact": True,
-                }
-                t = time.perf_counter()
-                r = http.post("/v1/search/nearest", json=body)
-                exact_lat.append(time.perf_counter() - t)
-                got_list = [int(x["concept_id"]) for x in r.json()["results"]]
-                overlap = len(set(got_list) & {int(cids[j]) for j in truth[i]})
-                assert overlap >= 9, "exact search disagrees with NumPy"  # fp ties only
-            print(f"\n{name} queries ({len(queries)}), k = 10, pool/ef from store.search:")
-            print(f"  recall@10 vs exact : {np.mean(recall):.4f} (target >= 0.98)")
-            print(
-                f"  http  p50 / p99    : {_pct(http_lat, 0.5):.2f} / {_pct(http_lat, 0.99):.2f} ms"
-            )
-            print(f"  db    p50 / p99    : {_pct(db_lat, 0.5):.2f} / {_pct(db_lat, 0.99):.2f} ms")
-            print(
-                f"  pg    p50 / p99    : {np.quantile(pg_ms, 0.5):.2f} / "
-                f"{np.quantile(pg_ms, 0.99):.2f} ms (server-side execution)"
-            )
-            print(
-                f"  exact (baseline)   : p50 {_pct(exact_lat, 0.5):.1f} ms "
-                f"-> index path is {_pct(exact_lat, 0.5) / _pct(http_lat, 0.5):.0f}x faster"
-            )
+        with contextlib.ExitStack() as stack:
+            old = None
+            if args.baseline_src:
+                old = stack.enter_context(_older_service(args.baseline_src, sut))
+            ping = stack.enter_context(psycopg.connect(sut.libpq_url, autocommit=True))
+            for name, queries in sets.items():
+                _run_set(name, queries, xn, cids, http, old, ping, factory, ns_id, model_id, args)
+                pg_ms = _server_side_ms(sut.libpq_url, model_id, recipe_id, args.dim, queries)
+                print(
+                    f"  pg       p50 / p99 : {np.quantile(pg_ms, 0.5):6.2f} / "
+                    f"{np.quantile(pg_ms, 0.99):6.2f} ms (server-side execution)"
+                )
         engine.dispose()
+        print(f"\nload average at end: {os.getloadavg()[0]:.1f}")
+
+
+def _run_set(
+    name: str,
+    queries: np.ndarray[Any, Any],
+    xn: np.ndarray[Any, Any],
+    cids: np.ndarray[Any, Any],
+    http: httpx.Client,
+    old: httpx.Client | None,
+    ping: psycopg.Connection[Any],
+    factory: Any,
+    ns_id: int,
+    model_id: int,
+    args: argparse.Namespace,
+) -> None:
+    q16 = queries.astype(np.float16).astype(np.float32)
+    sims = (q16 / np.linalg.norm(q16, axis=1, keepdims=True)) @ xn.T
+    truth = np.argsort(-sims, axis=1)[:, :10]
+    lat: dict[str, list[float]] = {
+        k: [] for k in ("json", "binary", "old json", "floor", "db", "select 1")
+    }
+    recall: dict[str, list[float]] = {"json": [], "binary": []}
+    where = {"model_id": model_id, "layer": 0, "k": 10}
+
+    def timed(key: str, call: Any) -> Any:
+        t = time.perf_counter()
+        out = call()
+        lat[key].append(time.perf_counter() - t)
+        return out
+
+    def answer(r: httpx.Response) -> set[int]:
+        r.raise_for_status()
+        data = r.json()
+        assert data["exact"] is False
+        return {int(x["concept_id"]) for x in data["results"]}
+
+    for i, q in enumerate(queries):
+        want = {int(cids[j]) for j in truth[i]}
+        got = timed(
+            "json",
+            lambda q=q: answer(
+                http.post("/v1/search/nearest", json={**where, "vector": q.tolist()})
+            ),
+        )
+        recall["json"].append(len(got & want) / 10)
+        got = timed(
+            "binary",
+            lambda q=q: answer(
+                http.post(
+                    "/v1/search/nearest",
+                    params=where,
+                    content=q.astype("<f4").tobytes(),
+                    headers={"Content-Type": "application/octet-stream"},
+                )
+            ),
+        )
+        recall["binary"].append(len(got & want) / 10)
+        if old is not None:
+            timed(
+                "old json",
+                lambda q=q: answer(
+                    old.post("/v1/search/nearest", json={**where, "vector": q.tolist()})
+                ),
+            )
+        timed("floor", lambda: http.get("/v1/me").raise_for_status())
+        timed("select 1", lambda: ping.execute("SELECT 1").fetchone())
+        with factory() as session:
+            timed("db", lambda q=q: nearest(session, ns_id, NearestQuery(model_id, 0, None, 10, q)))
+            session.rollback()
+    exact_lat: list[float] = []
+    for i, q in enumerate(queries[: args.exact_queries]):
+        body = {**where, "vector": q.tolist(), "exact": True}
+        t = time.perf_counter()
+        r = http.post("/v1/search/nearest", json=body)
+        exact_lat.append(time.perf_counter() - t)
+        got_list = [int(x["concept_id"]) for x in r.json()["results"]]
+        overlap = len(set(got_list) & {int(cids[j]) for j in truth[i]})
+        assert overlap >= 9, "exact search disagrees with NumPy"  # fp ties only
+    floor = _pct(lat["floor"], 0.5)
+    print(f"\n{name} queries ({len(queries)}), k = 10, pool/ef from store.search:")
+    print(
+        f"  recall@10 vs exact : json {np.mean(recall['json']):.4f}, "
+        f"binary {np.mean(recall['binary']):.4f} (target >= 0.98)"
+    )
+    for key in ("json", "binary", "old json", "floor", "db", "select 1"):
+        if lat[key]:
+            p50 = _pct(lat[key], 0.5)
+            print(
+                f"  {key:8s} p50 / p99 : {p50:6.2f} / {_pct(lat[key], 0.99):6.2f} ms"
+                f"  ({p50 / floor:4.1f}x floor)"
+            )
+    print(
+        f"  exact (baseline)   : p50 {_pct(exact_lat, 0.5):.1f} ms "
+        f"-> index path (binary) is {_pct(exact_lat, 0.5) / _pct(lat['binary'], 0.5):.0f}x faster"
+    )
+
+
+@contextlib.contextmanager
+def _older_service(src: str, sut: Any) -> Iterator[httpx.Client]:
+    """The service of an older checkout (``src/service``) on the same database."""
+    port = _free_port()
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(Path(src).resolve() / "service"),
+        "PACE_DATABASE_URL": sut.app_settings.database_url,
+        "PACE_DATA_DIR": str(sut.data_dir),
+    }
+    app = ["--factory", "pace_service.main:create_app", "--log-level", "warning"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", *app, "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{base}/docs", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the baseline service did not start")
+            time.sleep(0.2)
+        with httpx.Client(
+            base_url=base, headers={"Authorization": f"Bearer {sut.key}"}, timeout=600
+        ) as client:
+            yield client
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def _server_side_ms(

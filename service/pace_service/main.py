@@ -17,6 +17,7 @@ from .api.deps import Principal
 from .api.errors import install_error_handlers
 from .api.key_cache import KeyCache
 from .api.limits import BodyLimitMiddleware
+from .core.async_db import AsyncConnections, libpq_url
 from .core.config import Settings
 from .core.db import create_engine, create_session_factory
 from .schemas.common import ErrorPublic
@@ -95,6 +96,7 @@ def create_app(
         try:
             yield
         finally:
+            await app.state.async_connections.close()
             search_engine.dispose()
             if own_engine:
                 engine.dispose()
@@ -114,6 +116,9 @@ def create_app(
     app.state.key_cache = KeyCache[Principal](settings.auth_cache_seconds)
     app.state.search_engine = search_engine
     app.state.search_session_factory = create_session_factory(search_engine)
+    app.state.async_connections = AsyncConnections(
+        libpq_url(search_engine), size=settings.db_pool_size
+    )
     install_error_handlers(app)
     app.add_middleware(
         BodyLimitMiddleware,

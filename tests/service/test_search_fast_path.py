@@ -211,7 +211,8 @@ def test_a_search_survives_dropped_connections(
     s = seed(app, n_concepts=10, hidden_size=8, num_layers=1)
     _upload(client, write_key, s, activation_like(10, 8))
     body = {"model_id": s.model_id, "layer": 0, "k": 2, "vector": [0.5] * 8}
-    want = _ids(_json(client, write_key, **body))  # the search pool now holds a connection
+    want = _ids(_json(client, write_key, **body))  # the thread path's pool holds one
+    assert _ids(_json(client, write_key, **body)) == want  # and the event loop's pool
     with psycopg.connect(database_url.replace("+psycopg", ""), autocommit=True) as conn:
         killed = conn.execute(
             "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity "

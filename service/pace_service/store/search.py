@@ -30,13 +30,22 @@ from .search_index import quantized_expr
 from .vectors import FLOAT16_MAX, driver_connection
 
 __all__ = [
+    "CONTEXT",
     "MIN_POOL",
     "POOL_PER_K",
     "SHORT_CODE_BITS",
+    "Guess",
     "NearestQuery",
     "Neighbor",
+    "check_context",
+    "context_params",
+    "guess_for",
+    "guess_stands",
+    "guess_statements",
     "nearest",
+    "neighbor",
     "pool_size",
+    "search_hints",
 ]
 
 MIN_POOL = 64
@@ -154,7 +163,7 @@ def _readable(namespace_id: int) -> sql.Composed:
     ).format(sql.Literal(namespace_id))
 
 
-_CONTEXT = """
+CONTEXT = """
 WITH r AS (
     SELECT COALESCE(
         %(recipe)s::bigint,
@@ -230,65 +239,75 @@ def _scope(model_id: int, layer: int, recipe_id: int, alias: str) -> sql.Compose
     )
 
 
-def _hints(session: Session) -> dict[tuple[int, int, int | None], _Hint]:
-    bind = session.get_bind()
-    engine = getattr(bind, "engine", bind)
+def search_hints(engine: Any) -> dict[tuple[int, int, int | None], Any]:
+    """The guess registry of ``engine`` (ids are per database, so hints are too)."""
     hints = _HINTS.get(engine)
     if hints is None:
         hints = _HINTS.setdefault(engine, {})
     return hints
 
 
-def _speculative_half(
-    hints: dict[tuple[int, int, int | None], _Hint], q: NearestQuery
-) -> tuple[_Hint, np.ndarray[Any, Any]] | None:
-    """The hint and checked vector for a search sent with the context, if worth trying."""
+def _hints(session: Session) -> dict[tuple[int, int, int | None], _Hint]:
+    bind = session.get_bind()
+    return search_hints(getattr(bind, "engine", bind))
+
+
+@dataclass(frozen=True)
+class Guess:
+    """A search sent with the context query, on the strength of a hint."""
+
+    hint: _Hint
+    half: np.ndarray[Any, Any]
+
+
+@dataclass(frozen=True)
+class _Resolved:
+    hidden_size: int
+    recipe_id: int
+    ready: bool
+    half: np.ndarray[Any, Any]
+
+
+def guess_for(hints: dict[tuple[int, int, int | None], _Hint], q: NearestQuery) -> Guess | None:
+    """The guess for an unfiltered index search of a (model, layer) seen before, if any."""
     if q.exact or q.concept_set_version_id or q.partition_id or q.task_id:
         return None
     hint = hints.get((q.model_id, q.layer, q.recipe_id))
     if hint is None or len(q.vector) != hint.dim:
         return None
     try:
-        return hint, _check_vector(q.vector, hint.dim)
+        return Guess(hint, _check_vector(q.vector, hint.dim))
     except ServiceError:
-        return None  # reported in the usual order below
+        return None  # reported in the usual order by check_context
 
 
-def nearest(session: Session, namespace_id: int, q: NearestQuery) -> tuple[list[Neighbor], bool]:
-    """The ``k`` nearest readable concepts, and whether the search was exact.
+def context_params(q: NearestQuery) -> dict[str, Any]:
+    """Parameters of :data:`CONTEXT`."""
+    return {"recipe": q.recipe_id, "model": q.model_id, "layer": q.layer}
 
-    A repeated unfiltered search of a (model, layer) whose index served before goes out
-    in **one** round trip: context query, pool settings and index search pipelined (the
-    transaction-local settings hold until the pipeline's sync, autocommit or not); the
-    context then validates the guess, and any mismatch falls back to the full path.
-    """
-    conn = driver_connection(session)
-    hints = _hints(session)
-    guess = _speculative_half(hints, q)
-    spec_rows: list[Any] | None = None
-    with conn.pipeline():
-        ctx_cursor = conn.execute(
-            _CONTEXT, {"recipe": q.recipe_id, "model": q.model_id, "layer": q.layer}
-        )
-        if guess is not None:
-            hint, spec_half = guess
-            pool = pool_size(q.k, hint.dim)
-            conn.execute(_POOL_SETTINGS, (str(min(_MAX_EF, pool)), "off"))
-            spec_cursor = conn.execute(
-                _index_search(
-                    hint.dim,
-                    pool,
-                    q.k,
-                    _scope(q.model_id, q.layer, hint.recipe_id, "a"),
-                    _readable(namespace_id),
-                    sql.SQL("NULL::text"),
-                    sql.SQL(""),
-                ),
-                {"q": HalfVector(spec_half)},
-            )
-    ctx = ctx_cursor.fetchone()
-    if guess is not None:
-        spec_rows = spec_cursor.fetchall()
+
+def guess_statements(
+    namespace_id: int, q: NearestQuery, guess: Guess
+) -> tuple[tuple[str, tuple[str, str]], tuple[sql.Composed, dict[str, Any]]]:
+    """(pool settings, index search) of a guessed search, each as (statement, params)."""
+    pool = pool_size(q.k, guess.hint.dim)
+    search = _index_search(
+        guess.hint.dim,
+        pool,
+        q.k,
+        _scope(q.model_id, q.layer, guess.hint.recipe_id, "a"),
+        _readable(namespace_id),
+        sql.SQL("NULL::text"),
+        sql.SQL(""),
+    )
+    return (_POOL_SETTINGS, (str(min(_MAX_EF, pool)), "off")), (
+        search,
+        {"q": HalfVector(guess.half)},
+    )
+
+
+def check_context(q: NearestQuery, ctx: Any, guess: Guess | None) -> _Resolved:
+    """Validate the request against its :data:`CONTEXT` row (raises the API's errors)."""
     assert ctx is not None
     hidden_size, num_layers, recipe_id, other_recipe, recipe_exists, ready = ctx[:6]
     if hidden_size is None:
@@ -297,8 +316,8 @@ def nearest(session: Session, namespace_id: int, q: NearestQuery) -> tuple[list[
         raise ValidationFailed(
             f"layer {q.layer} is outside [0, {num_layers}) for this model", field="layer"
         )
-    if guess is not None and guess[0].dim == hidden_size:
-        half = guess[1]
+    if guess is not None and guess.hint.dim == hidden_size:
+        half = guess.half
     else:
         half = _check_vector(q.vector, hidden_size)
     if q.recipe_id is not None and not recipe_exists:
@@ -311,14 +330,47 @@ def nearest(session: Session, namespace_id: int, q: NearestQuery) -> tuple[list[
             f"({recipe_id}, {other_recipe}, ...): name one",
             field="recipe_id",
         )
-    if (
-        guess is not None
-        and spec_rows is not None
-        and ready
-        and guess[0] == _Hint(int(recipe_id), int(hidden_size))
-        and len(spec_rows) == q.k
-    ):
-        return [_neighbor(r) for r in spec_rows], False
+    return _Resolved(int(hidden_size), int(recipe_id), bool(ready), half)
+
+
+def guess_stands(guess: Guess, resolved: _Resolved, rows: list[Any], k: int) -> bool:
+    """Whether a guessed search's rows are the answer the full path would give."""
+    return (
+        resolved.ready
+        and guess.hint == _Hint(resolved.recipe_id, resolved.hidden_size)
+        and len(rows) == k
+    )
+
+
+def nearest(session: Session, namespace_id: int, q: NearestQuery) -> tuple[list[Neighbor], bool]:
+    """The ``k`` nearest readable concepts, and whether the search was exact.
+
+    A repeated unfiltered search of a (model, layer) whose index served before goes out
+    in **one** round trip: context query, pool settings and index search pipelined (the
+    transaction-local settings hold until the pipeline's sync, autocommit or not); the
+    context then validates the guess, and any mismatch falls back to the full path.
+    """
+    conn = driver_connection(session)
+    hints = _hints(session)
+    guess = guess_for(hints, q)
+    with conn.pipeline():
+        ctx_cursor = conn.execute(CONTEXT, context_params(q))
+        if guess is not None:
+            settings, search = guess_statements(namespace_id, q, guess)
+            conn.execute(*settings)
+            spec_cursor = conn.execute(*search)
+    ctx = ctx_cursor.fetchone()
+    resolved = check_context(q, ctx, guess)
+    if guess is not None:
+        spec_rows = spec_cursor.fetchall()
+        if guess_stands(guess, resolved, spec_rows, q.k):
+            return [neighbor(r) for r in spec_rows], False
+    hidden_size, recipe_id, ready, half = (
+        resolved.hidden_size,
+        resolved.recipe_id,
+        resolved.ready,
+        resolved.half,
+    )
     version_id, partition_id = _labels_partition(session, namespace_id, q)
 
     def scope(alias: str) -> sql.Composed:
@@ -356,7 +408,7 @@ def nearest(session: Session, namespace_id: int, q: NearestQuery) -> tuple[list[
             if len(hints) >= _MAX_HINTS:
                 hints.clear()
             hints[(q.model_id, q.layer, q.recipe_id)] = _Hint(int(recipe_id), int(hidden_size))
-            return [_neighbor(r) for r in rows], False
+            return [neighbor(r) for r in rows], False
     query = sql.SQL(
         "SELECT x.concept_id, c.name, x.vector <=> %(q)s AS dist, {label} "
         "FROM atoms x JOIN concepts c ON c.id = x.concept_id {label_join} "
@@ -369,10 +421,11 @@ def nearest(session: Session, namespace_id: int, q: NearestQuery) -> tuple[list[
         k=sql.Literal(q.k),
     )
     rows = conn.execute(query, params).fetchall()
-    return [_neighbor(r) for r in rows], True
+    return [neighbor(r) for r in rows], True
 
 
-def _neighbor(row: Any) -> Neighbor:
+def neighbor(row: Any) -> Neighbor:
+    """A result row as a :class:`Neighbor`."""
     return Neighbor(
         concept_id=int(row[0]),
         name=str(row[1]),

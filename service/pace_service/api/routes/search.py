@@ -18,8 +18,10 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import TypeAdapter
 from sqlalchemy.exc import DBAPIError
 
+from ...core.security import hash_key
 from ...schemas.search import NearestBinaryParams, NearestPublic, NearestRequest, NeighborPublic
 from ...store import search as store
+from ...store.search_async import nearest_guessed
 from ..deps import bearer, key_cache, resolve_principal
 from ..nearest_body import BINARY_TYPE, JSON_TYPE, decode_nearest
 
@@ -98,6 +100,10 @@ def _search(app: FastAPI, secret: str | None, request: Request, body: bytes) -> 
             if attempt == 2 or not _connection_lost(exc):
                 raise
             app.state.search_engine.dispose()
+    return _answer(results, exact)
+
+
+def _answer(results: list[store.Neighbor], exact: bool) -> bytes:
     answer = NearestPublic(
         results=[
             NeighborPublic(
@@ -127,5 +133,29 @@ async def search_nearest(request: Request) -> Response:
     credentials = await bearer(request)
     body = await request.body()
     secret = credentials.credentials if credentials is not None else None
-    payload = await run_in_threadpool(_search, request.app, secret, request, body)
+    payload = await _search_on_loop(request, secret, body)
+    if payload is None:
+        payload = await run_in_threadpool(_search, request.app, secret, request, body)
     return Response(payload, media_type=JSON_TYPE)
+
+
+async def _search_on_loop(request: Request, secret: str | None, body: bytes) -> bytes | None:
+    """The answer without a worker thread, when the key is cached and the search can be
+    guessed (see :mod:`...store.search_async`); None sends it the full path."""
+    cache = key_cache(request)
+    principal = cache.get(hash_key(secret)) if cache is not None and secret else None
+    if principal is None:
+        return None
+    query = decode_nearest(request.headers.get("content-type"), request.query_params, body)
+    app = request.app
+    hints = store.search_hints(app.state.search_engine)
+    if store.guess_for(hints, query) is None:
+        return None
+    try:
+        async with app.state.async_connections.connection() as conn:
+            results = await nearest_guessed(conn, hints, principal.namespace_id, query)
+    except psycopg.OperationalError:
+        return None  # a dropped connection: the full path retries on a fresh one
+    if results is None:
+        return None
+    return _answer(results, exact=False)
