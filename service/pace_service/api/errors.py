@@ -8,6 +8,9 @@
   (unique), 409 ``immutable`` (the published-version triggers), 404 ``not_found``
   (a reference to an unknown row), 409 ``conflict`` (a delete of a referenced row),
   422 ``validation_error`` (check constraints, out-of-range data);
+- a lost or refused database connection (PostgreSQL restarting, crashed, or
+  unreachable) -> 503 ``unavailable`` with ``Retry-After``: nothing was committed, and
+  the same request can be retried as is;
 - anything else -> 500 ``internal`` (a bug: logged with its traceback).
 """
 
@@ -113,9 +116,42 @@ def _constraint(orig: Any) -> str | None:
     return str(name) if name else None
 
 
+_CONNECTION_LOST_SQLSTATES = frozenset({"57P01", "57P02", "57P03"})  # shutdown, crash, starting
+RETRY_AFTER_S = 1
+
+
+def _connection_lost(orig: object) -> bool:
+    """Whether a driver error means the database went away, not that the request is bad."""
+    if not isinstance(orig, psycopg.OperationalError):
+        return False
+    sqlstate = orig.sqlstate or ""
+    # no SQLSTATE: the driver lost (or never got) the connection
+    return not sqlstate or sqlstate.startswith("08") or sqlstate in _CONNECTION_LOST_SQLSTATES
+
+
+def _unavailable(exc: BaseException) -> JSONResponse:
+    _log.warning("database unavailable: %s", exc)
+    response = _response(
+        503,
+        "unavailable",
+        "the database connection was lost or refused; nothing was committed: retry",
+    )
+    response.headers["Retry-After"] = str(RETRY_AFTER_S)
+    return response
+
+
+async def _driver_error(request: Request, exc: Exception) -> JSONResponse:
+    """A psycopg error raised outside SQLAlchemy (the binary COPY paths)."""
+    if _connection_lost(exc):
+        return _unavailable(exc)
+    return await _unhandled(request, exc)
+
+
 async def _db_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DBAPIError)
     orig = exc.orig
+    if exc.connection_invalidated or _connection_lost(orig):
+        return _unavailable(exc)
     sqlstate = getattr(orig, "sqlstate", None) or ""
     detail = str(getattr(getattr(orig, "diag", None), "message_primary", "") or orig)
     if sqlstate == IMMUTABLE_SQLSTATE:
@@ -150,4 +186,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(DBAPIError, _db_error)
+    app.add_exception_handler(psycopg.OperationalError, _driver_error)
     app.add_exception_handler(Exception, _unhandled)
