@@ -719,14 +719,17 @@ class Client:
         task_id: int | None = None,
         exact: bool = False,
     ) -> NearestResult:
-        """The ``k`` concepts whose atoms are nearest (cosine) to ``vector``."""
+        """The ``k`` concepts whose atoms are nearest (cosine) to ``vector``.
+
+        The vector travels as raw little-endian float32 (``application/octet-stream``),
+        the other fields in the query string: no decimal formatting of 4,096 floats.
+        """
         flat = torch.as_tensor(vector, dtype=torch.float32).detach().to("cpu").reshape(-1)
-        body: dict[str, Any] = {
+        params: dict[str, Any] = {
             "model_id": int(model_id),
             "layer": int(layer),
             "k": int(k),
-            "vector": flat.tolist(),
-            "exact": bool(exact),
+            "exact": "true" if exact else "false",
         }
         optional = {
             "recipe_id": recipe_id,
@@ -734,8 +737,15 @@ class Client:
             "partition_id": partition_id,
             "task_id": task_id,
         }
-        body.update({key: int(v) for key, v in optional.items() if v is not None})
-        data = self.request_json("POST", "/v1/search/nearest", json=body, idempotent=True)
+        params.update({key: int(v) for key, v in optional.items() if v is not None})
+        data = self.request_json(
+            "POST",
+            "/v1/search/nearest",
+            params=params,
+            content=flat.numpy().astype("<f4").tobytes(),
+            headers={"Content-Type": "application/octet-stream"},
+            idempotent=True,
+        )
         try:
             results = [Neighbor.from_json(r) for r in data["results"]]
             return NearestResult(results=results, exact=bool(data["exact"]))
