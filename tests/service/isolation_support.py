@@ -15,7 +15,7 @@ import numpy as np
 from helpers import auth
 from vectors_support import upload_body
 
-__all__ = ["HIDDEN", "PRIVATE_MARK", "World", "make_world"]
+__all__ = ["HIDDEN", "LAYERS", "PRIVATE_MARK", "World", "make_world"]
 
 PRIVATE_MARK = "zq-private"
 HIDDEN = 16

@@ -258,6 +258,8 @@ OPS: list[Op] = [
     Op("PATCH", "/v1/tasks/{task_id}", "private", own_write(), {"task_id": "@task"},
        json={"description": "edited"}),
     Op("DELETE", "/v1/tasks/{task_id}", "private", own_write(204), {"task_id": "@task_empty"}),
+    Op("DELETE", "/v1/tasks/{task_id}", "labels a published version", own_write(409),
+       {"task_id": "@task"}),
     Op("POST", "/v1/partitions", "private", own_write(201),
        json={"task_id": "@task", "concept_set_version_id": "@v_priv",
              "labels": [{"concept_id": "@c_priv", **LABEL}]}),

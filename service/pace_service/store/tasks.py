@@ -5,8 +5,8 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from ..errors import Duplicate
-from ..models import Task
+from ..errors import Duplicate, Immutable
+from ..models import ConceptSetVersion, Partition, Task
 from ..schemas.partitions import TaskCreate, TaskUpdate
 from .access import owned_task
 from .revisions import IfMatch, claim
@@ -53,8 +53,23 @@ def update_task(
 
 
 def delete_task(session: Session, namespace_id: int, task_id: int) -> None:
-    """Delete a task and its partitions."""
-    session.delete(owned_task(session, namespace_id, task_id))
+    """Delete a task and its partitions (409 ``immutable`` if one labels a published
+    version: a published version's labels, and dictionaries built from them, stay)."""
+    task = owned_task(session, namespace_id, task_id)
+    # the row lock makes a partition being added now wait for this check's outcome
+    session.execute(select(Task.id).where(Task.id == task.id).with_for_update())
+    published = session.scalar(
+        select(ConceptSetVersion.id)
+        .join(Partition, Partition.concept_set_version_id == ConceptSetVersion.id)
+        .where(Partition.task_id == task.id, ConceptSetVersion.status == "published")
+        .limit(1)
+    )
+    if published is not None:
+        raise Immutable(
+            f"task {task_id} has partitions of published concept-set version {published}; "
+            "they are kept forever, so the task cannot be deleted"
+        )
+    session.delete(task)
     session.flush()
 
 
