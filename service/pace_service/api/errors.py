@@ -10,7 +10,8 @@
   422 ``validation_error`` (check constraints, out-of-range data);
 - a lost or refused database connection (PostgreSQL restarting, crashed, or
   unreachable) -> 503 ``unavailable`` with ``Retry-After``: nothing was committed, and
-  the same request can be retried as is;
+  the same request can be retried as is; so is a connection pool that stayed
+  exhausted for its timeout (overload);
 - anything else -> 500 ``internal`` (a bug: logged with its traceback).
 """
 
@@ -26,6 +27,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import ServiceError
@@ -140,6 +142,19 @@ def _unavailable(exc: BaseException) -> JSONResponse:
     return response
 
 
+async def _pool_exhausted(_request: Request, exc: Exception) -> JSONResponse:
+    """No pooled connection came free within the pool's timeout: overload, not a bug."""
+    _log.warning("database connection pool exhausted: %s", exc)
+    response = _response(
+        503,
+        "unavailable",
+        "the service is busy: no database connection came free in time; "
+        "nothing was committed: retry",
+    )
+    response.headers["Retry-After"] = str(RETRY_AFTER_S)
+    return response
+
+
 async def _driver_error(request: Request, exc: Exception) -> JSONResponse:
     """A psycopg error raised outside SQLAlchemy (the binary COPY paths)."""
     if _connection_lost(exc):
@@ -187,4 +202,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(DBAPIError, _db_error)
     app.add_exception_handler(psycopg.OperationalError, _driver_error)
+    app.add_exception_handler(PoolTimeout, _pool_exhausted)
     app.add_exception_handler(Exception, _unhandled)
