@@ -117,13 +117,17 @@ def create_app(
     app.state.search_engine = search_engine
     app.state.search_session_factory = create_session_factory(search_engine)
     app.state.async_connections = AsyncConnections(
-        libpq_url(search_engine), size=settings.db_pool_size
+        libpq_url(search_engine),
+        size=settings.db_pool_size,
+        limit=settings.db_pool_size + settings.db_max_overflow,
     )
     install_error_handlers(app)
     app.add_middleware(
         BodyLimitMiddleware,
         max_upload_bytes=settings.max_upload_bytes,
         max_json_bytes=settings.max_json_bytes,
+        idle_timeout_s=settings.upload_idle_timeout_s,
+        min_bytes_per_s=settings.upload_min_bytes_per_s,
     )
     for router in _routers():
         app.include_router(router, prefix=API_PREFIX)

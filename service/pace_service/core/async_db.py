@@ -28,31 +28,35 @@ def libpq_url(engine: Engine) -> str:
 
 
 class AsyncConnections:
-    """At most ``size`` idle connections kept; more are opened under load, then closed."""
+    """At most ``size`` idle connections kept, at most ``limit`` open (callers wait)."""
 
-    def __init__(self, url: str, *, size: int) -> None:
+    def __init__(self, url: str, *, size: int, limit: int) -> None:
         self._url = url
         self._size = size
+        self._limit = max(size, limit)
         self._idle: list[psycopg.AsyncConnection[Any]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._slots: asyncio.Semaphore | None = None
 
     @contextlib.asynccontextmanager
     async def connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
         """A connection for one unit of work; returned to the pool unless it failed."""
         loop = asyncio.get_running_loop()
-        if loop is not self._loop:
+        if loop is not self._loop or self._slots is None:
             self._idle = []  # bound to a loop that is gone; dropped, closed by GC
             self._loop = loop
-        conn = self._idle.pop() if self._idle else await self._open()
-        try:
-            yield conn
-        except BaseException:
-            await conn.close()
-            raise
-        if conn.closed or len(self._idle) >= self._size:
-            await conn.close()
-        else:
-            self._idle.append(conn)
+            self._slots = asyncio.Semaphore(self._limit)
+        async with self._slots:
+            conn = self._idle.pop() if self._idle else await self._open()
+            try:
+                yield conn
+            except BaseException:
+                await conn.close()
+                raise
+            if conn.closed or len(self._idle) >= self._size:
+                await conn.close()
+            else:
+                self._idle.append(conn)
 
     async def _open(self) -> psycopg.AsyncConnection[Any]:
         conn = await psycopg.AsyncConnection.connect(self._url, autocommit=True)
