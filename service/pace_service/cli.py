@@ -71,7 +71,16 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     port = args.port if args.port is not None else settings.port
     stops = [server.stop] if server is not None else []
     app = create_app(settings, on_shutdown=stops)
-    uvicorn.run(app, host=host, port=port, log_level=args.log_level)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level=args.log_level,
+        # explicit, not uvicorn's defaults by chance; request bodies have their own
+        # idle timeout (408, api/limits.py)
+        timeout_keep_alive=settings.keep_alive_timeout_s,
+        timeout_graceful_shutdown=settings.graceful_shutdown_s,
+    )
     return 0
 
 

@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 __all__ = [
     "DEFAULT_MAX_JSON_BYTES",
     "DEFAULT_MAX_UPLOAD_BYTES",
+    "DEFAULT_MAX_UPLOAD_VECTORS",
     "Settings",
     "default_data_dir",
     "get_settings",
@@ -26,6 +27,9 @@ DEFAULT_MAX_UPLOAD_BYTES = 1 << 30
 
 DEFAULT_MAX_JSON_BYTES = 64 << 20
 """Largest JSON request body: 64 MiB, enough for a bulk import of ~100k stimuli."""
+
+DEFAULT_MAX_UPLOAD_VECTORS = 200_000
+"""Most rows in one vector upload: 40,000 concepts x 5 layers, or all 32 layers of 6,250."""
 
 
 def default_data_dir() -> Path:
@@ -64,6 +68,17 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=0, le=65535)
     max_upload_bytes: int = Field(default=DEFAULT_MAX_UPLOAD_BYTES, gt=0)
     max_json_bytes: int = Field(default=DEFAULT_MAX_JSON_BYTES, gt=0)
+    max_upload_vectors: int = Field(default=DEFAULT_MAX_UPLOAD_VECTORS, gt=0)
+    """Most rows (atoms) in one vector upload (413 beyond: split the upload)."""
+    upload_idle_timeout_s: float = Field(default=30.0, gt=0)
+    """A request body that stalls this long between two chunks gets 408 (nothing stored)."""
+    upload_min_bytes_per_s: int = Field(default=16 << 10, gt=0)
+    """After ``upload_idle_timeout_s`` of grace, a body must keep this average rate
+    (bytes per second), so that trickling a byte at a time still times out (408)."""
+    keep_alive_timeout_s: int = Field(default=5, ge=1)
+    """uvicorn closes an idle keep-alive connection after this long."""
+    graceful_shutdown_s: int = Field(default=30, ge=1)
+    """On SIGTERM, uvicorn waits this long for requests in flight before closing them."""
     db_pool_size: int = Field(default=5, ge=1)
     db_max_overflow: int = Field(default=10, ge=0)
     auth_cache_seconds: float = Field(default=2.0, ge=0)
