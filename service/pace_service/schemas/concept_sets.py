@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
+from .bounds import Id, RequestModel, VersionNumber
 from .common import Page
 
 __all__ = [
@@ -36,7 +37,7 @@ def _not_blank(value: str | None) -> str | None:
     return value
 
 
-class ConceptSetCreate(BaseModel):
+class ConceptSetCreate(RequestModel):
     """A new concept set (private unless ``public``)."""
 
     name: SetName
@@ -46,7 +47,7 @@ class ConceptSetCreate(BaseModel):
     _name_ok = field_validator("name")(_not_blank)
 
 
-class ConceptSetUpdate(BaseModel):
+class ConceptSetUpdate(RequestModel):
     """A partial update of a set's metadata (versions have their own rules)."""
 
     name: SetName | None = None
@@ -56,7 +57,7 @@ class ConceptSetUpdate(BaseModel):
     _name_ok = field_validator("name")(_not_blank)
 
 
-class ConceptSetFork(BaseModel):
+class ConceptSetFork(RequestModel):
     """Fork a readable set into the caller's namespace.
 
     ``from_version`` is a version *number* of the source set; by default its latest
@@ -66,7 +67,7 @@ class ConceptSetFork(BaseModel):
     name: SetName
     description: str | None = Field(default=None, max_length=10_000)
     public: bool = False
-    from_version: int | None = Field(default=None, ge=1)
+    from_version: VersionNumber | None = None
 
     _name_ok = field_validator("name")(_not_blank)
 
@@ -115,21 +116,21 @@ class ConceptSetPublic(BaseModel):
 ConceptSetsPublic = Page[ConceptSetPublic]
 
 
-class VersionCreate(BaseModel):
+class VersionCreate(RequestModel):
     """A new draft version of a set.
 
     Its members are copied from ``from_version`` (a version number of the same set),
     by default from the set's latest version; ``empty: true`` starts with none.
     """
 
-    from_version: int | None = Field(default=None, ge=1)
+    from_version: VersionNumber | None = None
     empty: bool = False
 
 
-class ConceptIds(BaseModel):
+class ConceptIds(RequestModel):
     """Concept ids to add to or remove from a draft."""
 
-    concept_ids: list[int] = Field(min_length=1, max_length=MAX_MEMBERS_PER_REQUEST)
+    concept_ids: list[Id] = Field(min_length=1, max_length=MAX_MEMBERS_PER_REQUEST)
 
 
 class ConceptRef(BaseModel):

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
+from .bounds import Id, RequestModel
 from .common import PublicModel
 
 __all__ = [
@@ -34,7 +35,7 @@ def _not_blank(value: str) -> str:
     return value
 
 
-class StimulusIn(BaseModel):
+class StimulusIn(RequestModel):
     """A stimulus text with its provenance (which model and prompt, from where, who)."""
 
     text: str = Field(min_length=1, max_length=MAX_STIMULUS_CHARS)
@@ -54,7 +55,7 @@ class StimulusPublic(PublicModel):
     created_at: dt.datetime
 
 
-class ConceptCreate(BaseModel):
+class ConceptCreate(RequestModel):
     """A new concept. Its name is case-sensitive and unique in the namespace."""
 
     name: ConceptName
@@ -65,14 +66,14 @@ class ConceptCreate(BaseModel):
     _name_not_blank = field_validator("name")(_not_blank)
 
 
-class ConceptUpdate(BaseModel):
+class ConceptUpdate(RequestModel):
     """A partial update. Stimuli are added or retired, never edited in place."""
 
     name: ConceptName | None = None
     description: str | None = Field(default=None, max_length=10_000)
     tags: list[Tag] | None = Field(default=None, max_length=100)
     add_stimuli: list[StimulusIn] = Field(default_factory=list, max_length=MAX_STIMULI_PER_CONCEPT)
-    retire_stimuli: list[int] = Field(default_factory=list, max_length=MAX_STIMULI_PER_CONCEPT)
+    retire_stimuli: list[Id] = Field(default_factory=list, max_length=MAX_STIMULI_PER_CONCEPT)
 
     @field_validator("name")
     @classmethod

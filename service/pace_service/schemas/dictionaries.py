@@ -6,17 +6,21 @@ import datetime as dt
 
 from pydantic import BaseModel, Field
 
-__all__ = ["DictionaryCreate", "DictionaryPublic"]
+from .bounds import Id, Layer, RequestModel
+
+__all__ = ["MAX_LAYERS_PER_DICTIONARY", "DictionaryCreate", "DictionaryPublic"]
+
+MAX_LAYERS_PER_DICTIONARY = 1000
 
 
-class DictionaryCreate(BaseModel):
+class DictionaryCreate(RequestModel):
     """What to materialize: a concept-set version's atoms for a model, layers, recipe."""
 
-    concept_set_version_id: int
-    model_id: int
-    layers: list[int] = Field(min_length=1, max_length=1000)
-    recipe_id: int
-    partition_id: int | None = None
+    concept_set_version_id: Id
+    model_id: Id
+    layers: list[Layer] = Field(min_length=1, max_length=MAX_LAYERS_PER_DICTIONARY)
+    recipe_id: Id
+    partition_id: Id | None = None
 
 
 class DictionaryPublic(BaseModel):

@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from .bounds import RequestModel
 from .common import Page, PublicModel
 
 __all__ = ["KeyCreate", "KeyCreated", "KeyPublic", "KeysPublic", "MePublic", "Role"]
@@ -21,7 +22,7 @@ class MePublic(BaseModel):
     role: Role
 
 
-class KeyCreate(BaseModel):
+class KeyCreate(RequestModel):
     """A new key in the caller's namespace."""
 
     role: Role

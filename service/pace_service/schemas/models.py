@@ -5,9 +5,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import Field, field_validator
 
 from ..models import MAX_HIDDEN_SIZE
+from .bounds import RequestModel
 from .common import Page, PublicModel
 
 __all__ = [
@@ -22,7 +23,7 @@ __all__ = [
 Name = Annotated[str, Field(min_length=1, max_length=300)]
 
 
-class ModelCreate(BaseModel):
+class ModelCreate(RequestModel):
     """A language model: Hugging Face id and revision, and its shape."""
 
     hf_id: Name
@@ -47,7 +48,7 @@ class ModelPublic(PublicModel):
 ModelsPublic = Page[ModelPublic]
 
 
-class RecipeCreate(BaseModel):
+class RecipeCreate(RequestModel):
     """How atoms are extracted (see docs/dictionary-format.md, "Recipe fields")."""
 
     token_position: Literal["last", "mean"] = "last"

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
+from .bounds import Id, RequestModel
 from .common import Page, PublicModel
 
 __all__ = [
@@ -29,7 +30,7 @@ TaskName = Annotated[str, Field(min_length=1, max_length=300)]
 MAX_LABELS = 200_000
 
 
-class TaskCreate(BaseModel):
+class TaskCreate(RequestModel):
     """An alignment task: a name and a description of the goal."""
 
     name: TaskName
@@ -43,7 +44,7 @@ class TaskCreate(BaseModel):
         return value
 
 
-class TaskUpdate(BaseModel):
+class TaskUpdate(RequestModel):
     """A partial update of a task."""
 
     name: TaskName | None = None
@@ -69,17 +70,17 @@ def _finite_score(value: float | None) -> float | None:
     return value
 
 
-class Labeler(BaseModel):
+class Labeler(RequestModel):
     """Who gave a label: an LLM (model name), a person, or an offline classifier."""
 
     kind: Literal["llm", "human", "offline"]
     name: str = Field(min_length=1, max_length=300)
 
 
-class LabelIn(BaseModel):
+class LabelIn(RequestModel):
     """One concept's label."""
 
-    concept_id: int
+    concept_id: Id
     label: Literal["benign", "undesirable"]
     score: float | None = None
     rationale: str = Field(default="", max_length=20_000)
@@ -98,19 +99,19 @@ class LabelPublic(BaseModel):
     labeler: dict[str, Any]
 
 
-class PartitionCreate(BaseModel):
+class PartitionCreate(RequestModel):
     """A new partition version of (task, concept-set version)."""
 
-    task_id: int
-    concept_set_version_id: int
+    task_id: Id
+    concept_set_version_id: Id
     labels: list[LabelIn] = Field(max_length=MAX_LABELS)
     provenance: dict[str, Any] = Field(default_factory=dict)
 
 
-class OverrideLabel(BaseModel):
+class OverrideLabel(RequestModel):
     """A label given by a person."""
 
-    concept_id: int
+    concept_id: Id
     label: Literal["benign", "undesirable"]
     score: float | None = None
     rationale: str = Field(default="", max_length=20_000)
@@ -119,7 +120,7 @@ class OverrideLabel(BaseModel):
     _score_ok = field_validator("score")(_finite_score)
 
 
-class OverrideCreate(BaseModel):
+class OverrideCreate(RequestModel):
     """Human overrides: these labels replace the parent's for their concepts.
 
     A label's ``labeler`` defaults to ``{"kind": "human", "name": <namespace>}``.

@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .bounds import Id, Layer
+
 __all__ = [
     "MAX_VECTOR_VALUES",
     "NearestBinaryParams",
@@ -24,15 +26,15 @@ class NearestParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    model_id: int
-    layer: int = Field(ge=0)
-    recipe_id: int | None = Field(
+    model_id: Id
+    layer: Layer
+    recipe_id: Id | None = Field(
         default=None, description="Optional when the model's layer has atoms of one recipe only"
     )
     k: int = Field(default=10, ge=1, le=1000)
-    concept_set_version_id: int | None = None
-    partition_id: int | None = Field(default=None, description="Labels from this partition")
-    task_id: int | None = Field(
+    concept_set_version_id: Id | None = None
+    partition_id: Id | None = Field(default=None, description="Labels from this partition")
+    task_id: Id | None = Field(
         default=None, description="Labels from this task's latest partition of the version"
     )
     exact: bool = False

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from .bounds import Id, Layer, RequestModel
+
 __all__ = ["UploadResultPublic", "VectorsPresentPublic", "VectorsPresentRequest"]
 
 
@@ -14,12 +16,12 @@ class UploadResultPublic(BaseModel):
     skipped: int
 
 
-class VectorsPresentRequest(BaseModel):
+class VectorsPresentRequest(RequestModel):
     """Which of ``concept_ids`` already have atoms at all ``layers`` (model, recipe)?"""
 
-    recipe_id: int
-    layers: list[int] = Field(min_length=1, max_length=1000)
-    concept_ids: list[int] = Field(max_length=200_000)
+    recipe_id: Id
+    layers: list[Layer] = Field(min_length=1, max_length=1000)
+    concept_ids: list[Id] = Field(max_length=200_000)
 
 
 class VectorsPresentPublic(BaseModel):

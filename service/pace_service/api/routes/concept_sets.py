@@ -26,6 +26,7 @@ from ...store import versions
 from ...store.access import owned_set, readable_version
 from ..deps import AuthDep, SessionDep, WriteDep
 from ..pagination import PageDep
+from ..params import IdPath, RefPath, TextQuery
 from ..preconditions import IfMatchDep, send_etag
 
 __all__ = ["router"]
@@ -48,8 +49,8 @@ def list_sets(
     principal: AuthDep,
     session: SessionDep,
     page: PageDep,
-    name: str | None = None,
-    namespace: str | None = None,
+    name: TextQuery = None,
+    namespace: TextQuery = None,
     public: bool | None = None,
 ) -> ConceptSetsPublic:
     """Sets the caller can read (its own and all public ones), filtered."""
@@ -72,7 +73,7 @@ def list_sets(
 
 @router.get("/concept-sets/{set_id}", response_model=ConceptSetPublic)
 def get_set(
-    set_id: int, principal: AuthDep, session: SessionDep, response: Response
+    set_id: IdPath, principal: AuthDep, session: SessionDep, response: Response
 ) -> ConceptSetPublic:
     """One set with its versions (``ETag``: the set's revision, for ``If-Match``)."""
     row = sets.get_set(session, principal.namespace_id, set_id)
@@ -82,7 +83,7 @@ def get_set(
 
 @router.patch("/concept-sets/{set_id}", response_model=ConceptSetPublic)
 def update_set(
-    set_id: int,
+    set_id: IdPath,
     body: ConceptSetUpdate,
     principal: WriteDep,
     session: SessionDep,
@@ -99,7 +100,7 @@ def update_set(
 
 
 @router.delete("/concept-sets/{set_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_set(set_id: int, principal: WriteDep, session: SessionDep) -> Response:
+def delete_set(set_id: IdPath, principal: WriteDep, session: SessionDep) -> Response:
     """Delete a set that has no published version (409 ``immutable`` otherwise)."""
     sets.delete_set(session, principal.namespace_id, set_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
@@ -111,7 +112,7 @@ def delete_set(set_id: int, principal: WriteDep, session: SessionDep) -> Respons
     status_code=status.HTTP_201_CREATED,
 )
 def fork_set(
-    set_id: int, body: ConceptSetFork, principal: WriteDep, session: SessionDep
+    set_id: IdPath, body: ConceptSetFork, principal: WriteDep, session: SessionDep
 ) -> ConceptSetPublic:
     """Fork any readable set (also another namespace's public one) into the caller's."""
     return sets.set_public(session, sets.fork_set(session, principal.namespace_id, set_id, body))
@@ -123,7 +124,7 @@ def fork_set(
     status_code=status.HTTP_201_CREATED,
 )
 def create_version(
-    set_id: int,
+    set_id: IdPath,
     principal: WriteDep,
     session: SessionDep,
     response: Response,
@@ -141,7 +142,7 @@ def create_version(
 
 @router.get("/concept-sets/{set_id}/versions", response_model=VersionsPublic)
 def list_versions(
-    set_id: int, principal: AuthDep, session: SessionDep, page: PageDep
+    set_id: IdPath, principal: AuthDep, session: SessionDep, page: PageDep
 ) -> VersionsPublic:
     """A set's versions by number."""
     concept_set = sets.get_set(session, principal.namespace_id, set_id)
@@ -153,7 +154,7 @@ def list_versions(
 
 @router.get("/concept-sets/{set_id}/versions/{ref}", response_model=VersionPublic)
 def get_version_by_ref(
-    set_id: int, ref: str, principal: AuthDep, session: SessionDep, response: Response
+    set_id: IdPath, ref: RefPath, principal: AuthDep, session: SessionDep, response: Response
 ) -> VersionPublic:
     """A version of a set by number, or ``latest``, or ``published`` (latest published)."""
     concept_set = sets.get_set(session, principal.namespace_id, set_id)
@@ -164,7 +165,7 @@ def get_version_by_ref(
 
 @router.get("/concept-set-versions/{version_id}", response_model=VersionPublic)
 def get_version(
-    version_id: int, principal: AuthDep, session: SessionDep, response: Response
+    version_id: IdPath, principal: AuthDep, session: SessionDep, response: Response
 ) -> VersionPublic:
     """One version with its member concept ids.
 
@@ -177,7 +178,7 @@ def get_version(
 
 @router.delete("/concept-set-versions/{version_id}", status_code=status.HTTP_204_NO_CONTENT)
 def delete_version(
-    version_id: int, principal: WriteDep, session: SessionDep, if_match: IfMatchDep
+    version_id: IdPath, principal: WriteDep, session: SessionDep, if_match: IfMatchDep
 ) -> Response:
     """Delete a draft (409 ``immutable`` for a published version)."""
     versions.delete_version(session, principal.namespace_id, version_id, if_match=if_match)
@@ -186,7 +187,7 @@ def delete_version(
 
 @router.post("/concept-set-versions/{version_id}/concepts", response_model=VersionPublic)
 def add_concepts(
-    version_id: int,
+    version_id: IdPath,
     body: ConceptIds,
     principal: WriteDep,
     session: SessionDep,
@@ -207,7 +208,7 @@ def add_concepts(
 
 @router.delete("/concept-set-versions/{version_id}/concepts", response_model=VersionPublic)
 def remove_concepts(
-    version_id: int,
+    version_id: IdPath,
     body: ConceptIds,
     principal: WriteDep,
     session: SessionDep,
@@ -224,7 +225,7 @@ def remove_concepts(
 
 @router.post("/concept-set-versions/{version_id}/concepts:remove", response_model=VersionPublic)
 def remove_concepts_post(
-    version_id: int,
+    version_id: IdPath,
     body: ConceptIds,
     principal: WriteDep,
     session: SessionDep,
@@ -237,7 +238,7 @@ def remove_concepts_post(
 
 @router.post("/concept-set-versions/{version_id}/publish", response_model=VersionPublic)
 def publish_version(
-    version_id: int,
+    version_id: IdPath,
     principal: WriteDep,
     session: SessionDep,
     if_match: IfMatchDep,
@@ -256,12 +257,12 @@ def publish_version(
 
 
 @router.get("/concept-set-versions/{a}/diff/{b}", response_model=VersionDiff)
-def diff_versions(a: int, b: int, principal: AuthDep, session: SessionDep) -> VersionDiff:
+def diff_versions(a: IdPath, b: IdPath, principal: AuthDep, session: SessionDep) -> VersionDiff:
     """What changed from version ``a`` to version ``b`` (any two readable versions)."""
     return versions.diff_versions(session, principal.namespace_id, a, b)
 
 
 @router.get("/concept-set-versions/{version_id}/lineage", response_model=list[LineageEntry])
-def get_lineage(version_id: int, principal: AuthDep, session: SessionDep) -> list[LineageEntry]:
+def get_lineage(version_id: IdPath, principal: AuthDep, session: SessionDep) -> list[LineageEntry]:
     """The version's ancestors, nearest first, following forks across sets."""
     return versions.lineage(session, principal.namespace_id, version_id)

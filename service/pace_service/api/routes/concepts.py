@@ -16,6 +16,7 @@ from ...schemas.concepts import (
 from ...store import concepts as store
 from ..deps import AuthDep, SessionDep, WriteDep
 from ..pagination import PageDep
+from ..params import IdPath, IdQuery, TextQuery
 from ..preconditions import IfMatchDep, send_etag
 
 __all__ = ["router"]
@@ -59,9 +60,9 @@ def list_concepts(
     principal: AuthDep,
     session: SessionDep,
     page: PageDep,
-    name: str | None = None,
-    tag: str | None = None,
-    concept_set_version_id: int | None = None,
+    name: TextQuery = None,
+    tag: TextQuery = None,
+    concept_set_version_id: IdQuery = None,
 ) -> ConceptsPublic:
     """The namespace's concepts, filtered by exact ``name`` and by ``tag``.
 
@@ -82,7 +83,7 @@ def list_concepts(
 
 @router.get("/concepts/{concept_id}", response_model=ConceptPublic)
 def get_concept(
-    concept_id: int, principal: AuthDep, session: SessionDep, response: Response
+    concept_id: IdPath, principal: AuthDep, session: SessionDep, response: Response
 ) -> ConceptPublic:
     """One concept with its current stimuli (own, or a member of a public set).
 
@@ -95,7 +96,7 @@ def get_concept(
 
 @router.patch("/concepts/{concept_id}", response_model=ConceptPublic)
 def update_concept(
-    concept_id: int,
+    concept_id: IdPath,
     body: ConceptUpdate,
     principal: WriteDep,
     session: SessionDep,
@@ -115,7 +116,7 @@ def update_concept(
 
 
 @router.delete("/concepts/{concept_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_concept(concept_id: int, principal: WriteDep, session: SessionDep) -> Response:
+def delete_concept(concept_id: IdPath, principal: WriteDep, session: SessionDep) -> Response:
     """Delete a concept (409 ``immutable`` if a published version holds it)."""
     store.delete_concept(session, principal.namespace_id, concept_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -9,6 +9,7 @@ from ...store import keys as store
 from ...store.keys import get_namespace
 from ..deps import AdminDep, AuthDep, SessionDep, key_cache
 from ..pagination import PageDep
+from ..params import IdPath
 
 __all__ = ["router"]
 
@@ -46,7 +47,7 @@ def list_keys(principal: AdminDep, session: SessionDep, page: PageDep) -> KeysPu
 
 @router.delete("/keys/{key_id}", response_model=KeyPublic)
 def revoke_key(
-    key_id: int, principal: AdminDep, session: SessionDep, request: Request
+    key_id: IdPath, principal: AdminDep, session: SessionDep, request: Request
 ) -> KeyPublic:
     """Revoke a key of the namespace (admin); it stops working at once."""
     revoked = KeyPublic.model_validate(store.revoke_key(session, principal.namespace_id, key_id))

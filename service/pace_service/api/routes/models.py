@@ -8,6 +8,7 @@ from ...schemas.models import ModelCreate, ModelPublic, ModelsPublic
 from ...store import models as store
 from ..deps import AdminDep, AuthDep, SessionDep, WriteDep
 from ..pagination import PageDep
+from ..params import IdPath, TextQuery
 
 __all__ = ["router"]
 
@@ -25,8 +26,8 @@ def list_models(
     _principal: AuthDep,
     session: SessionDep,
     page: PageDep,
-    hf_id: str | None = None,
-    revision: str | None = None,
+    hf_id: TextQuery = None,
+    revision: TextQuery = None,
 ) -> ModelsPublic:
     """Models, filtered by ``hf_id`` and ``revision``."""
     rows, total = store.list_models(
@@ -41,13 +42,13 @@ def list_models(
 
 
 @router.get("/models/{model_id}", response_model=ModelPublic)
-def get_model(model_id: int, _principal: AuthDep, session: SessionDep) -> ModelPublic:
+def get_model(model_id: IdPath, _principal: AuthDep, session: SessionDep) -> ModelPublic:
     """One model."""
     return ModelPublic.model_validate(store.get_model(session, model_id))
 
 
 @router.delete("/models/{model_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_model(model_id: int, _principal: AdminDep, session: SessionDep) -> Response:
+def delete_model(model_id: IdPath, _principal: AdminDep, session: SessionDep) -> Response:
     """Delete an unused model (admin; 409 ``conflict`` once vectors refer to it)."""
     store.delete_model(session, model_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -15,6 +15,7 @@ from ...store import partitions as store
 from ...store.access import readable_partition
 from ..deps import AuthDep, SessionDep, WriteDep
 from ..pagination import PageDep
+from ..params import IdPath, IdQuery, IdQueryRequired
 
 __all__ = ["router"]
 
@@ -35,8 +36,8 @@ def list_partitions(
     principal: AuthDep,
     session: SessionDep,
     page: PageDep,
-    task_id: int | None = None,
-    concept_set_version_id: int | None = None,
+    task_id: IdQuery = None,
+    concept_set_version_id: IdQuery = None,
 ) -> PartitionsPublic:
     """The namespace's partitions, newest version first per (task, version)."""
     rows, total = store.list_partitions(
@@ -57,10 +58,10 @@ def list_partitions(
 
 @router.get("/partitions/latest", response_model=PartitionPublic)
 def latest_partition(
-    task_id: int,
+    task_id: IdQueryRequired,
     principal: AuthDep,
     session: SessionDep,
-    concept_set_version_id: int | None = None,
+    concept_set_version_id: IdQuery = None,
 ) -> PartitionPublic:
     """The newest partition of a task (optionally over one concept-set version)."""
     partition = store.latest_partition(
@@ -72,7 +73,7 @@ def latest_partition(
 
 
 @router.get("/partitions/{partition_id}", response_model=PartitionPublic)
-def get_partition(partition_id: int, principal: AuthDep, session: SessionDep) -> PartitionPublic:
+def get_partition(partition_id: IdPath, principal: AuthDep, session: SessionDep) -> PartitionPublic:
     """One partition with its labels."""
     partition = readable_partition(session, principal.namespace_id, partition_id)
     return store.partition_public(session, partition)
@@ -84,7 +85,7 @@ def get_partition(partition_id: int, principal: AuthDep, session: SessionDep) ->
     status_code=status.HTTP_201_CREATED,
 )
 def override_partition(
-    partition_id: int, body: OverrideCreate, principal: WriteDep, session: SessionDep
+    partition_id: IdPath, body: OverrideCreate, principal: WriteDep, session: SessionDep
 ) -> PartitionPublic:
     """Human review: a new partition version with these labels replaced."""
     partition = store.override_partition(

@@ -8,6 +8,7 @@ from ...schemas.models import RecipeCreate, RecipePublic, RecipesPublic
 from ...store import models as store
 from ..deps import AdminDep, AuthDep, SessionDep, WriteDep
 from ..pagination import PageDep
+from ..params import IdPath
 
 __all__ = ["router"]
 
@@ -42,13 +43,13 @@ def list_recipes(_principal: AuthDep, session: SessionDep, page: PageDep) -> Rec
 
 
 @router.get("/recipes/{recipe_id}", response_model=RecipePublic)
-def get_recipe(recipe_id: int, _principal: AuthDep, session: SessionDep) -> RecipePublic:
+def get_recipe(recipe_id: IdPath, _principal: AuthDep, session: SessionDep) -> RecipePublic:
     """One recipe."""
     return RecipePublic.model_validate(store.get_recipe(session, recipe_id))
 
 
 @router.delete("/recipes/{recipe_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_recipe(recipe_id: int, _principal: AdminDep, session: SessionDep) -> Response:
+def delete_recipe(recipe_id: IdPath, _principal: AdminDep, session: SessionDep) -> Response:
     """Delete an unused recipe (admin; 409 ``conflict`` once vectors refer to it)."""
     store.delete_recipe(session, recipe_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -9,6 +9,7 @@ from ...store import tasks as store
 from ...store.access import owned_task
 from ..deps import AuthDep, SessionDep, WriteDep
 from ..pagination import PageDep
+from ..params import IdPath, TextQuery
 from ..preconditions import IfMatchDep, send_etag
 
 __all__ = ["router"]
@@ -28,7 +29,7 @@ def create_task(
 
 @router.get("/tasks", response_model=TasksPublic)
 def list_tasks(
-    principal: AuthDep, session: SessionDep, page: PageDep, name: str | None = None
+    principal: AuthDep, session: SessionDep, page: PageDep, name: TextQuery = None
 ) -> TasksPublic:
     """The namespace's tasks."""
     rows, total = store.list_tasks(
@@ -44,7 +45,7 @@ def list_tasks(
 
 @router.get("/tasks/{task_id}", response_model=TaskPublic)
 def get_task(
-    task_id: int, principal: AuthDep, session: SessionDep, response: Response
+    task_id: IdPath, principal: AuthDep, session: SessionDep, response: Response
 ) -> TaskPublic:
     """One task (``ETag``: its revision, for ``If-Match`` on PATCH)."""
     task = owned_task(session, principal.namespace_id, task_id)
@@ -54,7 +55,7 @@ def get_task(
 
 @router.patch("/tasks/{task_id}", response_model=TaskPublic)
 def update_task(
-    task_id: int,
+    task_id: IdPath,
     body: TaskUpdate,
     principal: WriteDep,
     session: SessionDep,
@@ -68,7 +69,7 @@ def update_task(
 
 
 @router.delete("/tasks/{task_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_task(task_id: int, principal: WriteDep, session: SessionDep) -> Response:
+def delete_task(task_id: IdPath, principal: WriteDep, session: SessionDep) -> Response:
     """Delete a task and all its partitions."""
     store.delete_task(session, principal.namespace_id, task_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -23,12 +23,14 @@ from starlette.concurrency import run_in_threadpool
 
 from ...errors import EmptyBody, PayloadTooLarge
 from ...models import Model
+from ...schemas.bounds import INT64_MAX
 from ...schemas.vectors import UploadResultPublic, VectorsPresentPublic, VectorsPresentRequest
 from ...store import models as model_store
 from ...store import vectors as store
 from ...store.search_index import ensure_search_indexes, search_index_ready
 from ...store.upload_stream import ABORT, StreamPlan, plan_stream, stream_into_copy
 from ..deps import AuthDep, Principal, SessionDep, SettingsDep, WriteDep
+from ..params import IdPath
 
 __all__ = ["router"]
 
@@ -63,6 +65,15 @@ async def _receive(
     if not body:
         raise EmptyBody("the request body is empty; send a safetensors file", field="body")
     return body, None, stream
+
+
+def _check_rows(m: int, most: int) -> None:
+    """At most ``most`` rows per upload (413 ``payload_too_large`` on ``vectors``)."""
+    if m > most:
+        raise PayloadTooLarge(
+            f"the upload has {m} vectors; at most {most} per request: split it",
+            field="vectors",
+        )
 
 
 async def _stream(
@@ -117,8 +128,10 @@ async def _stream(
     openapi_extra=_UPLOAD_BODY,
 )
 async def upload_vectors(
-    model_id: int,
-    recipe_id: Annotated[int, Query(description="The recipe that made these atoms")],
+    model_id: IdPath,
+    recipe_id: Annotated[
+        int, Query(ge=1, le=INT64_MAX, description="The recipe that made these atoms")
+    ],
     request: Request,
     principal: WriteDep,
     session: SessionDep,
@@ -141,6 +154,7 @@ async def upload_vectors(
     limit = settings.max_upload_bytes
     body, plan, stream = await _receive(request, limit, model)
     if plan is not None:
+        _check_rows(plan.m, settings.max_upload_vectors)
         result = await _stream(session, principal, model, recipe_id, limit, body, plan, stream)
         layers = plan.layers
     else:
@@ -149,6 +163,7 @@ async def upload_vectors(
             batch = store.decode_upload(
                 memoryview(body), hidden_size=model.hidden_size, num_layers=model.num_layers
             )
+            _check_rows(len(batch.concept_ids), settings.max_upload_vectors)
             stored = store.store_vectors(
                 session,
                 namespace_id=principal.namespace_id,
@@ -184,7 +199,7 @@ async def upload_vectors(
 
 @router.post("/models/{model_id}/vectors:present", response_model=VectorsPresentPublic)
 def vectors_present(
-    model_id: int, body: VectorsPresentRequest, principal: AuthDep, session: SessionDep
+    model_id: IdPath, body: VectorsPresentRequest, principal: AuthDep, session: SessionDep
 ) -> VectorsPresentPublic:
     """The concepts among ``concept_ids`` already having atoms at all ``layers``."""
     model_store.get_model(session, model_id)
