@@ -155,11 +155,12 @@ async def _pool_exhausted(_request: Request, exc: Exception) -> JSONResponse:
     return response
 
 
-async def _driver_error(request: Request, exc: Exception) -> JSONResponse:
-    """A psycopg error raised outside SQLAlchemy (the binary COPY paths)."""
+async def _driver_error(_request: Request, exc: Exception) -> JSONResponse:
+    """A psycopg error raised outside SQLAlchemy (the binary COPY and search paths):
+    mapped as if SQLAlchemy had wrapped it."""
     if _connection_lost(exc):
         return _unavailable(exc)
-    return await _unhandled(request, exc)
+    return _mapped(exc, exc)
 
 
 async def _db_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -167,6 +168,11 @@ async def _db_error(_request: Request, exc: Exception) -> JSONResponse:
     orig = exc.orig
     if exc.connection_invalidated or _connection_lost(orig):
         return _unavailable(exc)
+    return _mapped(orig, exc)
+
+
+def _mapped(orig: object, exc: Exception) -> JSONResponse:
+    """The response for driver error ``orig`` (``exc``: what to log if it is a bug)."""
     sqlstate = getattr(orig, "sqlstate", None) or ""
     detail = str(getattr(getattr(orig, "diag", None), "message_primary", "") or orig)
     if sqlstate == IMMUTABLE_SQLSTATE:
@@ -201,6 +207,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(DBAPIError, _db_error)
-    app.add_exception_handler(psycopg.OperationalError, _driver_error)
+    app.add_exception_handler(psycopg.Error, _driver_error)
     app.add_exception_handler(PoolTimeout, _pool_exhausted)
     app.add_exception_handler(Exception, _unhandled)
