@@ -317,6 +317,26 @@ def test_concept_sets_versions_and_forks(sdk: Client, app: Any) -> None:
         sdk.get_version(10**9)
 
 
+def test_if_match_edits_refuse_a_stale_revision(sdk: Client, app: Any) -> None:
+    catalog = build_catalog(sdk, app)
+    ids = catalog.concept_ids
+    draft = sdk.create_version(int(sdk.create_concept_set("edited")["id"]), empty=True)
+    seen = int(draft["revision"])
+    moved = sdk.add_concepts(int(draft["id"]), ids[:1], if_match=seen)
+    assert moved["revision"] == seen + 1
+    with pytest.raises(errors.PreconditionFailedError) as stale:
+        sdk.add_concepts(int(draft["id"]), ids[1:2], if_match=seen)
+    assert stale.value.status == 412
+    with pytest.raises(errors.PreconditionFailedError):
+        sdk.publish_version(int(draft["id"]), if_match=seen)
+    assert sdk.get_version(int(draft["id"]))["concept_ids"] == ids[:1]
+    concept = sdk.get_concept(ids[0])
+    sdk.update_concept(ids[0], description="new", if_match=int(concept["revision"]))
+    with pytest.raises(errors.PreconditionFailedError):
+        sdk.update_concept(ids[0], description="lost", if_match=f'"{concept["revision"]}"')
+    assert sdk.publish_version(int(draft["id"]), if_match=seen + 1)["status"] == "published"
+
+
 def test_sets_versions_and_partitions(sdk: Client, app: Any) -> None:
     world = build_world(sdk, app)
     version = sdk.get_version(world.version_id)

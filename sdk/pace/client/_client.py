@@ -398,9 +398,18 @@ class Client:
     def get_concept(self, concept_id: int) -> dict[str, Any]:
         return _obj(self.request_json("GET", f"/v1/concepts/{int(concept_id)}"))
 
-    def update_concept(self, concept_id: int, **changes: Any) -> dict[str, Any]:
-        """PATCH a concept's fields (``description=...``, ``tags=[...]``, ...)."""
-        return _obj(self.request_json("PATCH", f"/v1/concepts/{int(concept_id)}", json=changes))
+    def update_concept(
+        self, concept_id: int, *, if_match: int | str | None = None, **changes: Any
+    ) -> dict[str, Any]:
+        """PATCH a concept's fields (``description=...``, ``tags=[...]``, ...).
+
+        ``if_match``: the ``revision`` (or ETag) you last read; if the concept changed
+        since, nothing is written and ``PreconditionFailedError`` is raised.
+        """
+        path = f"/v1/concepts/{int(concept_id)}"
+        return _obj(
+            self.request_json("PATCH", path, json=changes, headers=_if_match_header(if_match))
+        )
 
     def delete_concept(self, concept_id: int) -> None:
         self.request_json("DELETE", f"/v1/concepts/{int(concept_id)}")
@@ -455,21 +464,41 @@ class Client:
         path = f"/v1/concept-sets/{int(concept_set_id)}/versions"
         return _obj(self.request_json("POST", path, json=body))
 
-    def add_concepts(self, version_id: int, concept_ids: Sequence[int]) -> dict[str, Any]:
-        """Add concepts to a draft version (``ImmutableError`` once published)."""
+    def add_concepts(
+        self,
+        version_id: int,
+        concept_ids: Sequence[int],
+        *,
+        if_match: int | str | None = None,
+    ) -> dict[str, Any]:
+        """Add concepts to a draft version (``ImmutableError`` once published).
+
+        ``if_match``: the draft's ``revision`` (or ETag) you last read; if it changed
+        since, nothing is written and ``PreconditionFailedError`` is raised.
+        """
         path = f"/v1/concept-set-versions/{int(version_id)}/concepts"
         body = {"concept_ids": [int(i) for i in concept_ids]}
-        return _obj(self.request_json("POST", path, json=body))
+        headers = _if_match_header(if_match)
+        return _obj(self.request_json("POST", path, json=body, headers=headers))
 
-    def remove_concepts(self, version_id: int, concept_ids: Sequence[int]) -> dict[str, Any]:
+    def remove_concepts(
+        self,
+        version_id: int,
+        concept_ids: Sequence[int],
+        *,
+        if_match: int | str | None = None,
+    ) -> dict[str, Any]:
         path = f"/v1/concept-set-versions/{int(version_id)}/concepts"
         body = {"concept_ids": [int(i) for i in concept_ids]}
-        return _obj(self.request_json("DELETE", path, json=body))
+        headers = _if_match_header(if_match)
+        return _obj(self.request_json("DELETE", path, json=body, headers=headers))
 
-    def publish_version(self, version_id: int) -> dict[str, Any]:
+    def publish_version(
+        self, version_id: int, *, if_match: int | str | None = None
+    ) -> dict[str, Any]:
         """Freeze a draft version; its content can no longer change."""
         path = f"/v1/concept-set-versions/{int(version_id)}/publish"
-        return _obj(self.request_json("POST", path))
+        return _obj(self.request_json("POST", path, headers=_if_match_header(if_match)))
 
     def get_version(self, version_id: int) -> dict[str, Any]:
         """A concept-set version, with its concept ids."""
@@ -757,6 +786,13 @@ def _obj(data: Json) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise UnexpectedResponseError(f"expected a JSON object, got {data!r}")
     return data
+
+
+def _if_match_header(if_match: int | str | None) -> dict[str, str] | None:
+    """``If-Match`` from a ``revision`` (quoted into an ETag) or an ETag as received."""
+    if if_match is None:
+        return None
+    return {"If-Match": f'"{if_match}"' if isinstance(if_match, int) else if_match}
 
 
 def _concept_body(
