@@ -306,6 +306,10 @@ OPS: list[Op] = [
        json={**NEAR, "concept_set_version_id": "@v_priv"}),
     Op("POST", "/v1/search/nearest", "private partition", own_read(),
        json={**NEAR, "partition_id": "@partition"}),
+    Op("POST", "/v1/search/nearest", "private task", own_read(),
+       json={**NEAR, "concept_set_version_id": "@v_priv", "task_id": "@task"}),
+    Op("POST", "/v1/search/nearest", "public version", everyone(),
+       json={**NEAR, "concept_set_version_id": "@v_pub"}),
 ]  # fmt: skip
 
 # Reads that are POSTs: they change nothing, so they share the read-only clone.
@@ -426,24 +430,52 @@ def _app_client(seeded: Seeded, url: str, data_dir: Path) -> Iterator[Any]:
 
 @dataclass
 class Shared:
-    """One clone for every case that must change nothing, and its URL (to fingerprint)."""
+    """One clone for every case that must change nothing, and a way to fingerprint it."""
 
     client: Any
-    url: str
+    conn: psycopg.Connection[Any]
+    query: sql.Composable
+    data_dir: Path
+
+    def fingerprint(self) -> dict[str, str]:
+        """md5 of every table's rows (sorted), by table, and the data dir's files."""
+        out = {str(name): str(digest) for name, digest in self.conn.execute(self.query)}
+        out["files"] = str(sorted(str(p) for p in self.data_dir.rglob("*")))
+        return out
+
+
+def _fingerprint_query(conn: psycopg.Connection[Any]) -> sql.Composable:
+    tables = [
+        r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+    ]
+    return sql.SQL(" UNION ALL ").join(
+        sql.SQL(
+            "SELECT {}, md5(coalesce(string_agg(x::text, '|' ORDER BY x::text), '')) FROM {} x"
+        ).format(sql.Literal(t), sql.Identifier(t))
+        for t in sorted(tables)
+    )
+
+
+@contextmanager
+def _shared_clone(seeded: Seeded, data_dir: Path) -> Iterator[Shared]:
+    name = f"iso_read_{next(_clones)}"
+    url = _clone(seeded, name)
+    shutil.copytree(seeded.data_dir, data_dir)
+    try:
+        with (
+            _app_client(seeded, url, data_dir) as client,
+            psycopg.connect(seeded.pg.libpq_url(name), autocommit=True) as conn,
+        ):
+            yield Shared(client, conn, _fingerprint_query(conn), data_dir)
+    finally:
+        _drop(seeded, name)
 
 
 @pytest.fixture(scope="module")
 def shared(seeded: Seeded, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shared]:
     """A client on one clone for reads and for the writes that must be refused."""
-    name = f"iso_read_{next(_clones)}"
-    url = _clone(seeded, name)
-    data_dir = tmp_path_factory.mktemp("iso-read") / "pace-data"
-    shutil.copytree(seeded.data_dir, data_dir)
-    try:
-        with _app_client(seeded, url, data_dir) as client:
-            yield Shared(client=client, url=seeded.pg.libpq_url(name))
-    finally:
-        _drop(seeded, name)
+    with _shared_clone(seeded, tmp_path_factory.mktemp("iso-read") / "pace-data") as out:
+        yield out
 
 
 @contextmanager
@@ -456,26 +488,6 @@ def fresh_client(seeded: Seeded, data_dir: Path) -> Iterator[Any]:
             yield client
     finally:
         _drop(seeded, name)
-
-
-def fingerprint(url: str) -> dict[str, str]:
-    """md5 of every table's rows (sorted), by table: any write shows up here."""
-    with psycopg.connect(url) as conn:
-        tables = [
-            r[0]
-            for r in conn.execute(
-                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1"
-            )
-        ]
-        out: dict[str, str] = {}
-        for table in tables:
-            query = sql.SQL(
-                "SELECT md5(coalesce(string_agg(x::text, '|' ORDER BY x::text), '')) FROM {} x"
-            ).format(sql.Identifier(table))
-            row = conn.execute(query).fetchone()
-            assert row is not None
-            out[table] = row[0]
-    return out
 
 
 def _changes_nothing(op: Op) -> bool:
@@ -499,9 +511,9 @@ def test_isolation(op: Op, caller: str, seeded: Seeded, shared: Shared, tmp_path
         response = call(shared.client, world, op, caller)
     elif want >= 400:
         # refused: run on the shared clone and prove that nothing at all was written
-        before = fingerprint(shared.url)
+        before = shared.fingerprint()
         response = call(shared.client, world, op, caller)
-        after = fingerprint(shared.url)
+        after = shared.fingerprint()
         assert {t for t in before if before[t] != after[t]} == set(), "a refused call wrote"
     else:
         with fresh_client(seeded, tmp_path / "pace-data") as client:
@@ -539,3 +551,15 @@ def test_matrix_covers_the_schema() -> None:
     app.state.engine.dispose()
     assert {(op.method, op.path) for op in OPS} == operations
     assert all(set(op.expect) == set(AUTHED) for op in OPS)
+
+
+def test_fingerprint_sees_writes(seeded: Seeded, tmp_path: Path) -> None:
+    """The refused-write check can fail: a row written, or a blob file, shows up."""
+    with _shared_clone(seeded, tmp_path / "pace-data") as probe:
+        before = probe.fingerprint()
+        op = Op("PATCH", "/v1/tasks/{task_id}", "-", {}, {"task_id": "@task"},
+                json={"description": "changed"})  # fmt: skip
+        assert call(probe.client, seeded.world, op, "alpha_write").status_code == 200
+        (probe.data_dir / "blobs" / "stray").write_bytes(b"x")
+        after = probe.fingerprint()
+    assert {t for t in before if before[t] != after[t]} == {"tasks", "files"}
