@@ -563,3 +563,45 @@ def test_fingerprint_sees_writes(seeded: Seeded, tmp_path: Path) -> None:
         (probe.data_dir / "blobs" / "stray").write_bytes(b"x")
         after = probe.fingerprint()
     assert {t for t in before if before[t] != after[t]} == {"tasks", "files"}
+
+
+def test_repeated_searches_stay_isolated(seeded: Seeded, tmp_path: Path) -> None:
+    """The search's fast paths (cached key, guessed index statement) filter by namespace.
+
+    The matrix makes one request per case; this repeats searches per key, JSON and
+    binary bodies, indexed and exact, so that the cached and guessed paths serve them.
+    """
+    world, ids = seeded.world, seeded.world.ids
+    vector = np.asarray(ids["vector_query"], np.float32)
+    params = {"model_id": ids["model"], "layer": 0, "recipe_id": ids["recipe"]}
+    with _shared_clone(seeded, tmp_path / "pace-data") as probe:
+
+        def search(caller: str, *, binary: bool, **extra: Any) -> Any:
+            headers = auth(world.keys[caller])
+            if binary:
+                headers["Content-Type"] = "application/octet-stream"
+                return probe.client.post(
+                    "/v1/search/nearest",
+                    params={**params, **extra},
+                    content=vector.tobytes(),
+                    headers=headers,
+                )
+            body = {**params, **extra, "vector": vector.tolist()}
+            return probe.client.post("/v1/search/nearest", json=body, headers=headers)
+
+        for _ in range(3):
+            # k=1: a full answer registers the guess that the fast path then uses
+            for caller, binary, exact, k in itertools.product(
+                ("alpha_read", "beta_write", "beta_admin"), (False, True), (False, True), (1, 10)
+            ):
+                got = search(caller, binary=binary, exact=exact, k=k)
+                assert got.status_code == 200, got.text
+                found = {r["concept_id"] for r in got.json()["results"]}
+                if caller.startswith("beta"):
+                    assert found == {ids["c_pub"]}
+                    assert PRIVATE_MARK not in got.text
+                    refused = search(caller, binary=binary, concept_set_version_id=ids["v_priv"])
+                    assert refused.status_code == 404, refused.text
+                else:
+                    alpha = {ids["c_priv"], ids["c_priv2"], ids["c_pub"]}
+                    assert found <= alpha and len(found) == min(k, 3)
