@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import httpx
+import pytest
 from helpers import auth, error_of
 
 
@@ -179,3 +183,69 @@ def test_twenty_concurrent_publishes_make_one_published_version(
     assert [(v["number"], v["status"]) for v in versions] == [(1, "published")]
     winner = next(r for r in results if r.status_code == 200).json()
     assert winner["number"] == 1 and winner["concept_ids"] == sorted(ids)
+
+
+def test_an_edit_queued_behind_a_delete_is_404_not_500(app: Any, admin_key: str) -> None:
+    """The edit passed its existence check, then waited for the row lock of a delete."""
+    from pace_service.errors import NotFound
+    from pace_service.models import Concept, ConceptSet, ConceptSetVersion
+    from pace_service.store import versions
+    from pace_service.store.keys import get_or_create_namespace
+    from pace_service.store.revisions import claim
+
+    factory = app.state.session_factory
+    with factory() as s:
+        ns, _ = get_or_create_namespace(s, "team-a")
+        concept = Concept(namespace_id=ns.id, name="doomed", description="", tags=[])
+        cset = ConceptSet(namespace_id=ns.id, name="s", description="", public=False)
+        s.add_all([concept, cset])
+        s.flush()
+        draft = ConceptSetVersion(set_id=cset.id, number=1, status="draft")
+        s.add(draft)
+        s.commit()
+        ns_id, concept_id, draft_id = ns.id, concept.id, draft.id
+
+    # a row read, then deleted by another transaction before the edit locks it
+    with factory() as editor:
+        row = editor.get(Concept, concept_id)
+        assert row is not None
+        with factory() as deleter:
+            deleter.delete(deleter.get(Concept, concept_id))
+            deleter.commit()
+        with pytest.raises(NotFound):
+            claim(editor, row, None, f"concept {concept_id}")
+
+    # an edit of a draft that waits on the lock of a delete about to commit
+    outcome: list[BaseException | None] = []
+    with factory() as deleter:
+        deleter.delete(deleter.get(ConceptSetVersion, draft_id))
+        deleter.flush()  # holds the row lock until commit
+
+        def edit() -> None:
+            with factory() as editor:
+                try:
+                    versions.add_members(editor, ns_id, draft_id, [])
+                    outcome.append(None)
+                except BaseException as exc:
+                    outcome.append(exc)
+
+        thread = threading.Thread(target=edit)
+        thread.start()
+        deadline = time.monotonic() + 20
+        while not _waiting_on_lock(deleter) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        deleter.commit()
+    thread.join(20)
+    assert len(outcome) == 1 and isinstance(outcome[0], NotFound), outcome
+
+
+def _waiting_on_lock(session: Any) -> bool:
+    from sqlalchemy import text
+
+    waiting = session.execute(
+        text(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event_type = 'Lock'"
+        )
+    ).scalar_one()
+    return bool(waiting)

@@ -16,9 +16,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from sqlalchemy.exc import InvalidRequestError
 from sqlalchemy.orm import Session
 
-from ..errors import PreconditionFailed, ValidationFailed
+from ..errors import NotFound, PreconditionFailed, ValidationFailed
 
 __all__ = ["IfMatch", "Revisioned", "check", "claim", "etag", "parse_if_match"]
 
@@ -91,6 +92,9 @@ def claim(session: Session, row: Revisioned, if_match: IfMatch | None, what: str
     The refresh under ``FOR UPDATE`` reads the latest committed row (READ COMMITTED
     re-reads it after waiting for the lock), so the check sees every earlier writer.
     """
-    session.refresh(row, with_for_update=True)
+    try:
+        session.refresh(row, with_for_update=True)
+    except InvalidRequestError:  # deleted by a writer that held the lock before us
+        raise NotFound(f"{what} was deleted") from None
     check(row.revision, if_match, what)
     row.revision = row.revision + 1

@@ -218,7 +218,9 @@ def _draft_for_update(
         .where(ConceptSetVersion.id == version_id)
         .with_for_update()
         .execution_options(populate_existing=True)
-    ).one()
+    ).one_or_none()
+    if version is None:  # deleted by a writer that held the lock before us
+        raise NotFound(f"concept-set version {version_id} was deleted", field="version_id")
     if version.status == "published":
         raise Immutable(
             f"concept-set version {version_id} is published and immutable; "
