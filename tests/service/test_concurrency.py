@@ -249,3 +249,43 @@ def _waiting_on_lock(session: Any) -> bool:
         )
     ).scalar_one()
     return bool(waiting)
+
+
+def test_twenty_writers_without_if_match_and_on_a_concept(live_service: tuple[str, str]) -> None:
+    """Blind member adds are atomic (none lost); concept tags by If-Match RMW lose none."""
+    base_url, key = live_service
+    n = 20
+    retries = {"412": 0}
+    with httpx.Client(base_url=base_url, headers=auth(key), timeout=60) as client:
+        set_id = client.post("/v1/concept-sets", json={"name": "blind"}).json()["id"]
+        vid = client.post(f"/v1/concept-sets/{set_id}/versions", json={"empty": True}).json()["id"]
+        ids = [client.post("/v1/concepts", json={"name": f"b{i}"}).json()["id"] for i in range(n)]
+        target = ids[0]
+
+        def work(i: int) -> None:
+            with httpx.Client(base_url=base_url, headers=auth(key), timeout=60) as own:
+                added = own.post(
+                    f"/v1/concept-set-versions/{vid}/concepts", json={"concept_ids": [ids[i]]}
+                )
+                assert added.status_code == 200, added.text
+                while True:  # append tag t<i> to one shared concept
+                    read = own.get(f"/v1/concepts/{target}")
+                    tags = [*read.json()["tags"], f"t{i}"]
+                    patched = own.patch(
+                        f"/v1/concepts/{target}",
+                        json={"tags": tags},
+                        headers={"If-Match": read.headers["ETag"]},
+                    )
+                    if patched.status_code != 412:
+                        assert patched.status_code == 200, patched.text
+                        return
+                    retries["412"] += 1
+
+        with ThreadPoolExecutor(max_workers=n) as pool:
+            list(pool.map(work, range(n)))
+        members = client.get(f"/v1/concept-set-versions/{vid}").json()["concept_ids"]
+        concept = client.get(f"/v1/concepts/{target}").json()
+    print(f"\n{n} tag appenders on one concept: {retries['412']} x 412 on the way")
+    assert members == sorted(ids)
+    assert sorted(concept["tags"]) == sorted(f"t{i}" for i in range(n))
+    assert concept["revision"] == 1 + n
