@@ -16,8 +16,9 @@ the decoded answer, over one persistent httpx connection:
   floats: ``json=`` of ``vector.tolist()``, as the SDK does);
 - ``binary``: the same request with the raw float32 vector as
   ``application/octet-stream`` (the other fields in the query string);
-- ``floor``: ``GET /v1/me`` over the same connection and server (authentication from
-  the key cache, no database): what any request costs on this HTTP stack;
+- ``floor``: ``GET /docs`` over the same connection and server (a small page built on
+  the event loop, no database): what any request costs on this HTTP stack;
+- ``me``: ``GET /v1/me`` (a plain sync route with the session and auth dependencies);
 - ``db``: the search through the store function in this process (no HTTP/JSON);
 - ``pg``: PostgreSQL's own execution time of the index query (``EXPLAIN ANALYZE``
   of the same SQL shape: HNSW pool + exact re-rank), i.e. without any round trips;
@@ -115,6 +116,7 @@ def main() -> None:
             if args.baseline_src:
                 old = stack.enter_context(_older_service(args.baseline_src, sut))
             ping = stack.enter_context(psycopg.connect(sut.libpq_url, autocommit=True))
+            procs = _service_processes(sut)
             for name, queries in sets.items():
                 _run_set(name, queries, xn, cids, http, old, ping, factory, ns_id, model_id, args)
                 pg_ms = _server_side_ms(sut.libpq_url, model_id, recipe_id, args.dim, queries)
@@ -122,6 +124,8 @@ def main() -> None:
                     f"  pg       p50 / p99 : {np.quantile(pg_ms, 0.5):6.2f} / "
                     f"{np.quantile(pg_ms, 0.99):6.2f} ms (server-side execution)"
                 )
+                if procs is not None:
+                    _cpu_per_request(queries, http, old, model_id, procs)
         engine.dispose()
         print(f"\nload average at end: {os.getloadavg()[0]:.1f}")
 
@@ -143,7 +147,7 @@ def _run_set(
     sims = (q16 / np.linalg.norm(q16, axis=1, keepdims=True)) @ xn.T
     truth = np.argsort(-sims, axis=1)[:, :10]
     lat: dict[str, list[float]] = {
-        k: [] for k in ("json", "binary", "old json", "floor", "db", "select 1")
+        k: [] for k in ("json", "binary", "old json", "floor", "me", "db", "select 1")
     }
     recall: dict[str, list[float]] = {"json": [], "binary": []}
     where = {"model_id": model_id, "layer": 0, "k": 10}
@@ -188,7 +192,8 @@ def _run_set(
                     old.post("/v1/search/nearest", json={**where, "vector": q.tolist()})
                 ),
             )
-        timed("floor", lambda: http.get("/v1/me").raise_for_status())
+        timed("floor", lambda: http.get("/docs").raise_for_status())
+        timed("me", lambda: http.get("/v1/me").raise_for_status())
         timed("select 1", lambda: ping.execute("SELECT 1").fetchone())
         with factory() as session:
             timed("db", lambda q=q: nearest(session, ns_id, NearestQuery(model_id, 0, None, 10, q)))
@@ -208,7 +213,7 @@ def _run_set(
         f"  recall@10 vs exact : json {np.mean(recall['json']):.4f}, "
         f"binary {np.mean(recall['binary']):.4f} (target >= 0.98)"
     )
-    for key in ("json", "binary", "old json", "floor", "db", "select 1"):
+    for key in ("json", "binary", "old json", "floor", "me", "db", "select 1"):
         if lat[key]:
             p50 = _pct(lat[key], 0.5)
             print(
@@ -219,6 +224,94 @@ def _run_set(
         f"  exact (baseline)   : p50 {_pct(exact_lat, 0.5):.1f} ms "
         f"-> index path (binary) is {_pct(exact_lat, 0.5) / _pct(lat['binary'], 0.5):.0f}x faster"
     )
+
+
+def _service_processes(sut: Any) -> tuple[int, int] | None:
+    """(uvicorn pid, postmaster pid) of the service under test, if found in /proc."""
+    pid_file = Path(sut.data_dir).parent / "pgdata" / "postmaster.pid"
+    if not pid_file.exists() or not Path("/proc").exists():
+        return None
+    uvicorn = _uvicorn_pid(sut.base_url)
+    return None if uvicorn is None else (uvicorn, int(pid_file.read_text().split()[0]))
+
+
+def _uvicorn_pid(base_url: str) -> int | None:
+    port = str(base_url).rstrip("/").rsplit(":", 1)[1].encode()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                args = (entry / "cmdline").read_bytes().split(b"\0")
+                if b"pace_service.main:create_app" in args and port in args:
+                    return int(entry.name)
+    return None
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            fields = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime + stime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _pg_pids(postmaster: int) -> list[int]:
+    pids = [postmaster]
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                status = (entry / "status").read_text()
+                ppid = next(ln for ln in status.splitlines() if ln.startswith("PPid:"))
+                if int(ppid.split()[1]) == postmaster:
+                    pids.append(int(entry.name))
+    return pids
+
+
+def _cpu_per_request(
+    queries: np.ndarray[Any, Any],
+    http: httpx.Client,
+    old: httpx.Client | None,
+    model_id: int,
+    procs: tuple[int, int],
+) -> None:
+    """CPU time per request of the service process and PostgreSQL (all its processes),
+    in blocks of one kind of request: what a request costs when nothing else competes
+    (wall time on a loaded machine adds the wait for a core to every process wake-up)."""
+    where = {"model_id": model_id, "layer": 0, "k": 10}
+    uvicorn, postmaster = procs
+    pg = _pg_pids(postmaster)
+    kinds: dict[str, tuple[int | None, Any]] = {
+        "binary": (
+            uvicorn,
+            lambda q: http.post(
+                "/v1/search/nearest",
+                params=where,
+                content=q.astype("<f4").tobytes(),
+                headers={"Content-Type": "application/octet-stream"},
+            ),
+        ),
+        "json": (
+            uvicorn,
+            lambda q: http.post("/v1/search/nearest", json={**where, "vector": q.tolist()}),
+        ),
+        "floor": (uvicorn, lambda q: http.get("/docs")),
+    }
+    if old is not None:
+        kinds["old json"] = (
+            _uvicorn_pid(str(old.base_url)),
+            lambda q: old.post("/v1/search/nearest", json={**where, "vector": q.tolist()}),
+        )
+    for kind, (pid, call) in kinds.items():
+        mine = [pid] if pid is not None else []
+        before = (_cpu_seconds(mine), _cpu_seconds(pg))
+        for q in queries:
+            call(q).raise_for_status()
+        service = (_cpu_seconds(mine) - before[0]) / len(queries) * 1e3
+        database = (_cpu_seconds(pg) - before[1]) / len(queries) * 1e3
+        print(
+            f"  cpu/request {kind:8s}: service {service:5.2f} ms + PostgreSQL "
+            f"{database:5.2f} ms = {service + database:5.2f} ms"
+        )
 
 
 @contextlib.contextmanager

@@ -15,11 +15,11 @@ import psycopg
 
 from .search import (
     CONTEXT,
+    Guess,
     NearestQuery,
     Neighbor,
     check_context,
     context_params,
-    guess_for,
     guess_stands,
     guess_statements,
     neighbor,
@@ -29,15 +29,12 @@ __all__ = ["nearest_guessed"]
 
 
 async def nearest_guessed(
-    conn: psycopg.AsyncConnection[Any],
-    hints: dict[tuple[int, int, int | None], Any],
-    namespace_id: int,
-    q: NearestQuery,
+    conn: psycopg.AsyncConnection[Any], guess: Guess, namespace_id: int, q: NearestQuery
 ) -> list[Neighbor] | None:
-    """The index search's answer, or ``None`` if only the full path can give it."""
-    guess = guess_for(hints, q)
-    if guess is None:
-        return None
+    """The index search's answer, or ``None`` if only the full path can give it.
+
+    ``guess``: :func:`~pace_service.store.search.guess_for` of ``q`` (not None).
+    """
     settings, search = guess_statements(namespace_id, q, guess)
     async with conn.pipeline():
         ctx_cursor = await conn.execute(CONTEXT, context_params(q))

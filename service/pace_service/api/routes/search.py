@@ -148,12 +148,12 @@ async def _search_on_loop(request: Request, secret: str | None, body: bytes) -> 
         return None
     query = decode_nearest(request.headers.get("content-type"), request.query_params, body)
     app = request.app
-    hints = store.search_hints(app.state.search_engine)
-    if store.guess_for(hints, query) is None:
+    guess = store.guess_for(store.search_hints(app.state.search_engine), query)
+    if guess is None:
         return None
     try:
         async with app.state.async_connections.connection() as conn:
-            results = await nearest_guessed(conn, hints, principal.namespace_id, query)
+            results = await nearest_guessed(conn, guess, principal.namespace_id, query)
     except psycopg.OperationalError:
         return None  # a dropped connection: the full path retries on a fresh one
     if results is None:
