@@ -23,7 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -124,11 +124,14 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def service_under_test(database_url: str | None = None) -> Iterator[ServiceUnderTest]:
+def service_under_test(
+    database_url: str | None = None, uvicorn_args: Sequence[str] = ()
+) -> Iterator[ServiceUnderTest]:
     """Embedded PostgreSQL + migrations + uvicorn (subprocess); all removed at exit.
 
     ``database_url``: use this (empty or migrated) database instead of starting an
     embedded server (the tests pass theirs); it is migrated, not removed.
+    ``uvicorn_args``: more uvicorn options (e.g. ``--timeout-keep-alive 30``).
     """
     from pace_service.core.config import Settings
     from pace_service.core.db import create_engine, create_session_factory
@@ -171,6 +174,7 @@ def service_under_test(database_url: str | None = None) -> Iterator[ServiceUnder
                 str(port),
                 "--log-level",
                 "warning",
+                *uvicorn_args,
             ],
             env=env,
         )
