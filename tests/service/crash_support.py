@@ -157,9 +157,8 @@ class PostgresProcess:
         wait_for("postgres to accept connections", accepting, timeout)
 
     @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
 
     def kill(self) -> None:
         """SIGKILL the postmaster and wait until no backend of it is left.

