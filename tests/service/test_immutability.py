@@ -308,3 +308,44 @@ def test_storm_leaves_a_published_version_unchanged(
     total = sum(answers.values())
     assert total == len(ATTEMPTS) * len(ROLES) * 4
     print(f"storm: {total} attempts; by role and status: {sorted(answers.items())}")
+
+
+def test_direct_sql_cannot_change_what_a_published_version_comprises(
+    client: Any, app: Any, database_url: str
+) -> None:
+    """The database refuses (SQLSTATE PC409) what the API refuses, for anyone with SQL."""
+    world = make_world(client, app)
+    i = world.ids
+    libpq = "postgresql://" + database_url.split("://", 1)[1]
+    refused = [
+        ("UPDATE concepts SET name = 'x' WHERE id = %s", i["c_priv"]),
+        ("UPDATE stimuli SET text = 'x' WHERE concept_id = %s", i["c_priv"]),
+        ("DELETE FROM stimuli WHERE concept_id = %s", i["c_priv"]),
+        ("UPDATE partitions SET provenance = '{}' WHERE id = %s", i["partition"]),
+        ("DELETE FROM partitions WHERE id = %s", i["partition"]),
+        ("DELETE FROM tasks WHERE id = %s", i["task"]),
+        ("UPDATE labels SET label = 'benign' WHERE partition_id = %s", i["partition"]),
+        ("DELETE FROM labels WHERE partition_id = %s", i["partition"]),
+        ("UPDATE atoms SET layer = layer WHERE concept_id = %s", i["c_priv"]),
+        ("DELETE FROM atoms WHERE concept_id = %s", i["c_priv"]),
+        ("DELETE FROM models WHERE id = %s", i["model"]),
+        ("DELETE FROM recipes WHERE id = %s", i["recipe"]),
+    ]
+    allowed = [  # the live parts of a member, and rows of drafts
+        ("UPDATE concepts SET description = 'live', tags = '{t}' WHERE id = %s", i["c_priv"]),
+        ("UPDATE stimuli SET retired_at = now() WHERE concept_id = %s", i["c_priv"]),
+        ("UPDATE stimuli SET retired_at = NULL WHERE concept_id = %s", i["c_priv"]),
+        ("UPDATE concepts SET name = 'renamed' WHERE id = %s", i["c_free"]),
+        ("DELETE FROM atoms WHERE concept_id = %s", i["c_free"]),
+        ("DELETE FROM tasks WHERE id = %s", i["task_empty"]),
+    ]
+    with psycopg.connect(libpq, autocommit=True) as conn:
+        for statement, arg in refused:
+            try:
+                conn.execute(statement, (arg,))
+            except psycopg.Error as exc:
+                assert exc.sqlstate == "PC409", (statement, exc)
+            else:
+                raise AssertionError(f"not refused: {statement}")
+        for statement, arg in allowed:
+            conn.execute(statement, (arg,))
