@@ -343,3 +343,20 @@ def test_a_raw_driver_error_is_mapped_like_a_wrapped_one() -> None:
 
     response = TestClient(app, raise_server_exceptions=False).get("/raise")
     assert _field_error(response) == ("validation_error", None)
+
+
+def test_nearest_search_buffers_at_most_its_own_bound(client: Any, read_key: str) -> None:
+    """A binary body may be 1 GiB for uploads, but search reads its body into memory:
+    it stops at 1 MiB with 413 instead."""
+    from pace_service.api.routes.search import MAX_BODY_BYTES
+
+    def chunks() -> Any:
+        for _ in range(MAX_BODY_BYTES // (64 << 10) + 1):
+            yield b"\x00" * (64 << 10)
+
+    response = client.post(
+        "/v1/search/nearest?model_id=1&layer=0",
+        content=chunks(),
+        headers={**auth(read_key), "content-type": "application/octet-stream"},
+    )
+    assert _field_error(response, 413) == ("payload_too_large", "body")

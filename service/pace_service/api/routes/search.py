@@ -23,6 +23,7 @@ from ...schemas.search import NearestBinaryParams, NearestPublic, NearestRequest
 from ...store import search as store
 from ...store.search_async import nearest_guessed
 from ..deps import bearer, key_cache, resolve_principal
+from ..limits import read_body
 from ..nearest_body import BINARY_TYPE, JSON_TYPE, decode_nearest
 
 __all__ = ["router"]
@@ -119,6 +120,10 @@ def _answer(results: list[store.Neighbor], exact: bool) -> bytes:
     return answer.__pydantic_serializer__.to_json(answer)
 
 
+MAX_BODY_BYTES = 1 << 20
+"""A 16,000-value vector is 64 KB in float32, under 400 KB as JSON text."""
+
+
 @router.post("/search/nearest", response_model=NearestPublic, openapi_extra=_OPENAPI)
 async def search_nearest(request: Request) -> Response:
     """The ``k`` most cosine-similar concept atoms at (model, layer, recipe).
@@ -131,7 +136,7 @@ async def search_nearest(request: Request) -> Response:
     come from ``partition_id``, or from ``task_id``'s latest partition of the version.
     """
     credentials = await bearer(request)
-    body = await request.body()
+    body = await read_body(request, MAX_BODY_BYTES)
     secret = credentials.credentials if credentials is not None else None
     payload = await _search_on_loop(request, secret, body)
     if payload is None:
