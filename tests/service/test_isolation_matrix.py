@@ -605,3 +605,21 @@ def test_repeated_searches_stay_isolated(seeded: Seeded, tmp_path: Path) -> None
                 else:
                     alpha = {ids["c_priv"], ids["c_priv2"], ids["c_pub"]}
                     assert found <= alpha and len(found) == min(k, 3)
+
+
+def test_a_revoked_key_is_refused_at_once_everywhere(seeded: Seeded, tmp_path: Path) -> None:
+    """Revocation clears the key cache: the next call, even a cached search, is 401."""
+    world, ids = seeded.world, seeded.world.ids
+    spare = auth(world.keys["alpha_spare"])
+    body = {"model_id": ids["model"], "layer": 0, "recipe_id": ids["recipe"], "k": 1}
+    body["vector"] = ids["vector_query"]
+    with _shared_clone(seeded, tmp_path / "pace-data") as probe:
+        client = probe.client
+        for _ in range(3):  # warm the key cache and the search's guess
+            assert client.post("/v1/search/nearest", json=body, headers=spare).status_code == 200
+        admin = auth(world.keys["alpha_admin"])
+        revoked = client.delete(f"/v1/keys/{ids['key_alpha_spare']}", headers=admin)
+        assert revoked.status_code == 200
+        assert client.post("/v1/search/nearest", json=body, headers=spare).status_code == 401
+        assert client.get("/v1/me", headers=spare).status_code == 401
+        assert client.get(f"/v1/concepts/{ids['c_priv']}", headers=spare).status_code == 401
