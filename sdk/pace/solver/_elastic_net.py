@@ -31,6 +31,7 @@ from pace.solver import _compiled
 from pace.solver._config import ElasticNetConfig
 from pace.solver._errors import ConvergenceError
 from pace.solver._kkt import unit_rows
+from pace.solver._parallel import solve_gram_rows_threaded
 from pace.solver._single import solve_rows
 from pace.solver._subproblem import solve_working_set
 
@@ -286,8 +287,9 @@ class ElasticNet:
             # The earlier supports (nonzero values) join the screened working sets.
             seeds = np.ascontiguousarray(warm_start.indices.cpu().numpy(), dtype=np.int64)
             seed_on = (warm_start.values.detach() != 0).cpu().numpy()
-        idx, val_out, status = _compiled.solve_gram_rows(
-            r, self._gram_np, *self._kernel_args, seeds, seed_on
+        # Several rows (a prefill): spread them over torch's CPU threads, idle meanwhile.
+        idx, val_out, status = solve_gram_rows_threaded(
+            r, self._gram_np, self._kernel_args, seeds, seed_on, torch.get_num_threads()
         )
         if status != _compiled.OK:
             return None

@@ -1,0 +1,82 @@
+"""Rows of one compiled solve spread over a few threads (the kernel releases the GIL).
+
+A prefill hands the solver every prompt token of a layer at once (tens of rows), while
+the model's own threads wait for the hook to return. The compiled kernel is ``nogil``,
+so plain threads solve disjoint rows in parallel; rows are dealt out round-robin
+(neighbouring tokens cost alike, so each thread gets a similar share).
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from pace.solver import _compiled
+
+__all__ = ["solve_gram_rows_threaded"]
+
+_pool: ThreadPoolExecutor | None = None
+_pool_size = 0
+_lock = threading.Lock()
+
+
+def _executor(workers: int) -> ThreadPoolExecutor:
+    global _pool, _pool_size
+    with _lock:
+        if _pool is None or _pool_size < workers:
+            old = _pool
+            _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pace-solver")
+            _pool_size = workers
+            if old is not None:
+                old.shutdown(wait=False)
+        return _pool
+
+
+def solve_gram_rows_threaded(
+    r: npt.NDArray[Any],
+    gram: npt.NDArray[Any],
+    kernel_args: tuple[float, float, float, int, int],
+    seeds: npt.NDArray[np.int64],
+    seed_on: npt.NDArray[np.bool_],
+    workers: int,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32], int]:
+    """``_compiled.solve_gram_rows`` with the rows split over ``workers`` threads.
+
+    Same result layout: (b, k) indices and values, each row padded with its first index
+    and value 0; a status other than OK if any row failed.
+    """
+    bsz = r.shape[0]
+    workers = max(1, min(workers, bsz))
+    if workers == 1:
+        out: tuple[npt.NDArray[np.int64], npt.NDArray[np.float32], int]
+        out = _compiled.solve_gram_rows(r, gram, *kernel_args, seeds, seed_on)
+        return out
+    pool = _executor(workers)
+    futures = [
+        pool.submit(
+            _compiled.solve_gram_rows,
+            np.ascontiguousarray(r[w::workers]),
+            gram,
+            *kernel_args,
+            np.ascontiguousarray(seeds[w::workers]),
+            np.ascontiguousarray(seed_on[w::workers]),
+        )
+        for w in range(workers)
+    ]
+    parts = [f.result() for f in futures]
+    for _, _, status in parts:
+        if status != _compiled.OK:
+            return np.zeros((bsz, 0), np.int64), np.zeros((bsz, 0), np.float32), int(status)
+    kmax = max(p[0].shape[1] for p in parts)
+    idx = np.empty((bsz, kmax), np.int64)
+    val = np.zeros((bsz, kmax), np.float32)
+    for w, (p_idx, p_val, _) in enumerate(parts):
+        k = p_idx.shape[1]
+        idx[w::workers, :k] = p_idx
+        idx[w::workers, k:] = p_idx[:, :1]  # padding repeats the row's first index
+        val[w::workers, :k] = p_val
+    return idx, val, _compiled.OK
