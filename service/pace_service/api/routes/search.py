@@ -1,11 +1,13 @@
 """``/v1/search/nearest``: the concepts whose atoms are nearest to an activation.
 
 The hot path of the service, so it is written by hand rather than through dependency
-injection: the body is read once and decoded by :mod:`..nearest_body` (JSON or a
-binary vector), and authentication, the search and the end of the transaction run in
-**one** worker-thread call (each FastAPI sync dependency would be a thread hop of its
-own, about as costly as the search on a busy machine). The answer is serialized once by
-pydantic.
+injection (each FastAPI sync dependency is a worker-thread hop of its own, about as
+costly as the search itself on a busy machine). The body is read once and decoded by
+:mod:`..nearest_body` (JSON or a binary vector). A search whose key is in the key cache
+and whose (model, layer) was searched through its index before is answered on the event
+loop in one pipelined round trip (:mod:`...store.search_async`); any other runs
+authentication and the search in **one** worker-thread call, on the autocommit search
+pool. The answer is serialized once by pydantic.
 """
 
 from __future__ import annotations
