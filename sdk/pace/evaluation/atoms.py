@@ -1,74 +1,20 @@
-"""Atom transforms applied before steering: centering and a benign mean atom.
+"""Atom transforms for the harness: a re-export of :mod:`pace.steering.transforms`.
 
-Raw mean-activation atoms share a large common component (the mean residual stream at
-that layer). PaCE's elastic net then explains a big part of *every* activation with
-whichever atoms lie closest to that shared direction; when those are undesirable, it
-removes a large piece of the activation and the output breaks. Two remedies, usable
-together:
-
-- ``center=True``: subtract the mean atom (over all concepts, per layer) from every atom,
-  so atoms differ only by what distinguishes the concepts;
-- ``mean_atom=True``: add the mean atom as one more *benign* row, so the shared
-  component is attributed to something benign and kept.
-
-Example::
-
-    d = transform_atoms(dictionary, center=True, mean_atom=True)
+``transform_atoms`` (centering and a benign mean atom) lives with the steering code, where
+``PaCE(center=True, mean_atom=True)`` applies it per layer; this module keeps the names
+the harness and the CLI import, and ``select_layers``.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from dataclasses import replace
 
-import torch
-
-from pace.dictionary import BENIGN, ConceptDictionary
+from pace.dictionary import ConceptDictionary
 from pace.evaluation.errors import EvaluationError
+from pace.steering.transforms import MEAN_ATOM_NAME, transform_atoms
 
 __all__ = ["MEAN_ATOM_NAME", "select_layers", "transform_atoms"]
-
-MEAN_ATOM_NAME = "(mean activation)"
-
-
-def transform_atoms(
-    dictionary: ConceptDictionary, *, center: bool = False, mean_atom: bool = False
-) -> ConceptDictionary:
-    """A copy with centered atoms and/or an extra benign mean atom (see module docs).
-
-    With neither option the dictionary is returned as is.
-    """
-    if not center and not mean_atom:
-        return dictionary
-    atoms: dict[int, torch.Tensor] = {}
-    for layer, a in dictionary.atoms.items():
-        af = a.float()
-        mu = af.mean(dim=0, keepdim=True)
-        rows = af - mu if center else af
-        if mean_atom:
-            rows = torch.cat([rows, mu])
-        atoms[layer] = rows.to(a.dtype) if a.dtype.is_floating_point else rows
-    names = list(dictionary.concept_names)
-    ids, labels, scores = dictionary.concept_ids, dictionary.labels, dictionary.scores
-    if mean_atom:
-        names.append(MEAN_ATOM_NAME)
-        if ids is not None:
-            ids = torch.cat([ids, torch.tensor([-1], dtype=ids.dtype)])
-        if labels is not None:
-            labels = torch.cat([labels, torch.tensor([BENIGN], dtype=labels.dtype)])
-        if scores is not None:
-            scores = torch.cat([scores, torch.tensor([math.nan], dtype=scores.dtype)])
-    meta = dict(dictionary.metadata)
-    meta["transform"] = {"center": center, "mean_atom": mean_atom}
-    return ConceptDictionary(
-        atoms=atoms,
-        concept_names=names,
-        concept_ids=ids,
-        labels=labels,
-        scores=scores,
-        metadata=meta,
-    )
 
 
 def select_layers(dictionary: ConceptDictionary, layers: Iterable[int]) -> ConceptDictionary:

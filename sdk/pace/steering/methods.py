@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 
 from pace.steering.errors import SteeringError
+from pace.steering.transforms import center_layer
 
 __all__ = [
     "EditMethod",
@@ -107,11 +108,17 @@ class PaCE:
 
     ``atom_dtype`` is the dtype the solver keeps the dictionary in: by default float32
     on CPU and float16 on accelerators (one half-precision pass over D per solve).
+    ``center`` subtracts each layer's mean atom from its atoms and ``mean_atom`` adds that
+    mean as one more benign atom (:mod:`pace.steering.transforms`; raw mean-activation
+    atoms share a large component, and removing it breaks small models). The removed
+    coefficients still cover the undesirable atoms only.
     """
 
     alpha: float = 0.05
     tau: float = 0.95
     atom_dtype: torch.dtype | None = None
+    center: bool = False
+    mean_atom: bool = False
 
     def __post_init__(self) -> None:
         if not self.alpha > 0:
@@ -124,6 +131,15 @@ class PaCE:
             return _identity  # z' == z exactly: no solve at all
         from pace.solver import ElasticNet  # the solver is optional until first use
 
+        if self.center or self.mean_atom:
+            atoms = center_layer(atoms, center=self.center, mean_atom=self.mean_atom)
+            if self.mean_atom:
+                undesirable = torch.cat([undesirable, undesirable.new_zeros(1)])
+            zero = (atoms.float().norm(dim=1) == 0).nonzero().squeeze(1)
+            if zero.numel():
+                raise SteeringError(
+                    f"atoms {zero[:5].tolist()} are zero once centered (equal to the mean atom)"
+                )
         dtype = self.atom_dtype or (torch.float32 if atoms.device.type == "cpu" else torch.float16)
         solver = ElasticNet(atoms.to(dtype), alpha=self.alpha, tau=self.tau)
         return _PaCEEdit(solver, undesirable, unit_rows(atoms[undesirable]))

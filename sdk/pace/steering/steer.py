@@ -22,6 +22,7 @@ from torch.utils.hooks import RemovableHandle
 from pace.dictionary import ConceptDictionary
 from pace.steering.errors import SteeringError
 from pace.steering.explain import Explanation, build_explanation
+from pace.steering.guards import SinkGuard
 from pace.steering.hooks import ForwardState, Recorder, edit_hook, mask_capture_hook
 from pace.steering.layers import decoder_layers, hidden_size
 from pace.steering.methods import EditMethod, PaCE
@@ -155,6 +156,7 @@ def steer(
     undesirable: Tensor | Sequence[int] | Sequence[bool] | None = None,
     concept_names: Sequence[str] | None = None,
     record: bool = False,
+    sink_ratio: float | None = None,
 ) -> SteeringHandle:
     """Edit the residual stream of ``model`` at the given layers until the handle is removed.
 
@@ -170,6 +172,9 @@ def steer(
         undesirable: override the labels: a bool mask (n,) or the row indices to remove.
         concept_names: names for plain atoms (explanations use them).
         record: keep the removed coefficients for :meth:`SteeringHandle.explanation`.
+        sink_ratio: leave rows whose norm is above this multiple of the median row norm
+            of the same forward pass unedited (attention sinks; :class:`SinkGuard`); None
+            edits every row.
 
     Pad positions (attention mask 0) of the current forward pass are never edited. The
     atoms are cast and moved to each layer's device once, here.
@@ -177,6 +182,8 @@ def steer(
     method = PaCE() if method is None else method
     if not isinstance(method, EditMethod):
         raise SteeringError(f"method must have a prepare() method, got {type(method).__name__}")
+    if sink_ratio is not None:
+        method = SinkGuard(method, sink_ratio)
     atoms, mask, names = _resolve(dictionary, undesirable, concept_names)
     blocks = decoder_layers(model, layer_modules)
     chosen = sorted(atoms) if layers is None else [int(x) for x in layers]
