@@ -116,10 +116,11 @@ def create_app(
     app.state.key_cache = KeyCache[Principal](settings.auth_cache_seconds)
     app.state.search_engine = search_engine
     app.state.search_session_factory = create_session_factory(search_engine)
+    # The event loop's searches hold a connection for one round trip only: a few serve
+    # any number of clients (they wait their turn without a thread), and the thread
+    # pools' 40 + 40 plus these stay under PostgreSQL's default 100 connections.
     app.state.async_connections = AsyncConnections(
-        libpq_url(search_engine),
-        size=settings.db_pool_size,
-        limit=settings.db_pool_size + settings.db_max_overflow,
+        libpq_url(search_engine), size=settings.db_pool_size, limit=settings.db_pool_size
     )
     install_error_handlers(app)
     app.add_middleware(
