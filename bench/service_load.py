@@ -54,6 +54,7 @@ import httpx
 import numpy as np
 import psutil
 import psycopg
+from pace_service.core.config import Settings
 from pace_service.store.search_index import index_name
 from safetensors.numpy import save as st_save
 from service_harness import ServiceUnderTest, activation_like, machine, service_under_test
@@ -192,7 +193,7 @@ class KeepAliveRetry(httpx.AsyncHTTPTransport):
     """Send a request again, once, when the server closed the kept-alive connection
     before answering, as the SDK client does (counted, and printed: not an error).
 
-    The server closes a connection idle for its keep-alive timeout (5 s); a client
+    The server closes a connection idle for its keep-alive timeout; a client
     starved of CPU on this machine can take longer than that between reading one
     answer and sending the next request, and the two cross. Nothing was answered, so
     nothing was done. Any other failure, or a second one, is an error.
@@ -582,12 +583,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--keep-alive-s",
         type=int,
-        default=None,
-        help="uvicorn's keep-alive timeout (default: uvicorn's, as 'serve' runs it)",
+        default=Settings.model_fields["keep_alive_timeout_s"].default,
+        help="uvicorn's keep-alive timeout (default: the one 'serve' runs with)",
     )
     args = parser.parse_args(argv)
     print(f"machine: {machine()}")
-    extra = () if args.keep_alive_s is None else ("--timeout-keep-alive", str(args.keep_alive_s))
+    extra = ("--timeout-keep-alive", str(args.keep_alive_s))
     with service_under_test(args.database_url, extra) as sut:
         t = time.perf_counter()
         seeded = seed(sut, concepts=args.concepts, layers=args.layers)

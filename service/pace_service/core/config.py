@@ -75,8 +75,10 @@ class Settings(BaseSettings):
     upload_min_bytes_per_s: int = Field(default=16 << 10, gt=0)
     """After ``upload_idle_timeout_s`` of grace, a body must keep this average rate
     (bytes per second), so that trickling a byte at a time still times out (408)."""
-    keep_alive_timeout_s: int = Field(default=5, ge=1)
-    """uvicorn closes an idle keep-alive connection after this long."""
+    keep_alive_timeout_s: int = Field(default=75, ge=1)
+    """uvicorn closes an idle keep-alive connection after this long. Longer than the
+    clients' own idle expiry (httpx: 5 s), so a client drops an idle connection before
+    the server does and never sends a request into one the server is closing."""
     graceful_shutdown_s: int = Field(default=30, ge=1)
     """On SIGTERM, uvicorn waits this long for requests in flight before closing them."""
     db_pool_size: int = Field(default=5, ge=1)
