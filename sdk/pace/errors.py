@@ -53,6 +53,7 @@ __all__ = [
     "RequestTimeoutError",
     "ServerError",
     "ServiceError",
+    "SlowBodyError",
     "TransportError",
     "UnexpectedResponseError",
     "ValidationError",
@@ -172,6 +173,11 @@ class DimensionMismatchError(ValidationError):
 
 class NonFiniteError(ValidationError):
     """422 ``non_finite``: a vector contains NaN or infinity."""
+
+
+class SlowBodyError(ServiceError, TimeoutError):
+    """408 ``request_timeout``: the service stopped waiting for the request body (it
+    stalled or trickled); nothing was stored. Idempotent requests are retried."""
 
 
 class RateLimitedError(ServiceError):

@@ -172,6 +172,7 @@ def err(code: str | None, status: int, field_: str | None = None) -> Reply:
         ("dimension_mismatch", 422, errors.DimensionMismatchError),
         ("non_finite", 422, errors.NonFiniteError),
         ("validation_error", 422, errors.ValidationError),
+        ("request_timeout", 408, errors.SlowBodyError),
         ("internal", 500, errors.ServerError),
         ("brand_new_code", 409, errors.ConflictError),  # unknown code: by status
         ("brand_new_code", 418, errors.ServiceError),
@@ -253,6 +254,18 @@ def test_429_honours_retry_after(server: tuple[str, Script], tmp_path: Path) -> 
     with client:
         assert client.me().role == "read"
     assert sleeps == [7.0]
+
+
+def test_a_408_slow_body_is_retried_on_idempotent_calls(
+    server: tuple[str, Script], tmp_path: Path
+) -> None:
+    base, script = server
+    slow = Reply(408, {"error": {"code": "request_timeout", "message": "m", "field": "body"}})
+    script.on("GET", "/v1/me", slow, Reply(200, {"namespace": "n", "role": "read"}))
+    client, sleeps = make_client(base, tmp_path)
+    with client:
+        assert client.me().role == "read"
+    assert script.count("GET", "/v1/me") == 2 and len(sleeps) == 1
 
 
 def test_a_retry_after_beyond_the_cap_is_not_waited_for(

@@ -23,6 +23,7 @@ from pace.errors import (
     RequestTimeoutError,
     ServerError,
     ServiceError,
+    SlowBodyError,
     TransportError,
     ValidationError,
 )
@@ -43,6 +44,7 @@ _BY_CODE: dict[str, type[ServiceError]] = {
     "dimension_mismatch": DimensionMismatchError,
     "non_finite": NonFiniteError,
     "validation_error": ValidationError,
+    "request_timeout": SlowBodyError,
     "internal": ServerError,
 }
 
@@ -51,6 +53,7 @@ _BY_STATUS: dict[int, type[ServiceError]] = {
     401: AuthenticationError,
     403: PermissionDeniedError,
     404: NotFoundError,
+    408: SlowBodyError,
     409: ConflictError,
     412: PreconditionFailedError,
     413: PayloadTooLargeError,

@@ -12,7 +12,7 @@ import httpx
 
 __all__ = ["RETRY_STATUSES", "RetryPolicy", "parse_retry_after"]
 
-RETRY_STATUSES = frozenset({429, 502, 503, 504})
+RETRY_STATUSES = frozenset({408, 429, 502, 503, 504})
 """Statuses that mean "try again later" and that a repeat cannot make worse."""
 
 
