@@ -168,6 +168,11 @@ def test_task_crud(client: Any, write_key: str, read_key: str) -> None:
         f"/v1/tasks/{task['id']}", json={"description": "goal"}, headers=auth(write_key)
     ).json()
     assert patched["description"] == "goal"
+    for blank in ("", "   "):  # a rename is held to the create rule
+        renamed = client.patch(
+            f"/v1/tasks/{task['id']}", json={"name": blank}, headers=auth(write_key)
+        )
+        assert renamed.status_code == 422 and error_of(renamed)["field"] == "name"
     assert client.get("/v1/tasks?name=t", headers=auth(read_key)).json()["total"] == 1
     assert client.delete(f"/v1/tasks/{task['id']}", headers=auth(write_key)).status_code == 204
     assert client.get(f"/v1/tasks/{task['id']}", headers=auth(read_key)).status_code == 404

@@ -6,7 +6,7 @@ import datetime as dt
 import math
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import AfterValidator, BaseModel, Field, field_validator
 
 from .bounds import Id, RequestModel
 from .common import Page, PublicModel
@@ -26,7 +26,15 @@ __all__ = [
     "TasksPublic",
 ]
 
-TaskName = Annotated[str, Field(min_length=1, max_length=300)]
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value
+
+
+TaskName = Annotated[str, Field(min_length=1, max_length=300), AfterValidator(_not_blank)]
+"""A task's name, on create and on rename alike: 1 to 300 characters, not all blank."""
 MAX_LABELS = 200_000
 
 
@@ -35,13 +43,6 @@ class TaskCreate(RequestModel):
 
     name: TaskName
     description: str = Field(default="", max_length=20_000)
-
-    @field_validator("name")
-    @classmethod
-    def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("must not be blank")
-        return value
 
 
 class TaskUpdate(RequestModel):
