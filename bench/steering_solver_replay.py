@@ -1,0 +1,109 @@
+"""Solver time per layer-call on the inputs of a real steered generation, replayed.
+
+Step 1 (once, needs the model): run one steered 24-token generation of
+``bench/steering_overhead.py``'s setup (SmolLM2, 2,000 atoms on 30 layers) with raw
+atoms and with centered atoms + a mean atom, and save every solver input (per layer: the
+prompt rows, then one row per decode step) with the dictionaries to ``--inputs``.
+Step 2: solve them again layer by layer, torch 1 thread, and report this thread's CPU
+time (less sensitive to a loaded machine than wall time) per prompt row and per decode
+layer-call. Run step 2 with another checkout's ``sdk`` on ``PYTHONPATH`` to compare code:
+
+    .venv/bin/python bench/steering_solver_replay.py --inputs /tmp/replay.pt
+    PYTHONPATH=/tmp/before/sdk .venv/bin/python bench/steering_solver_replay.py \\
+        --inputs /tmp/replay.pt --warm   # --warm: chain warm starts as the old edit did
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+
+def capture(path: str) -> None:
+    sys.path.insert(0, os.path.dirname(__file__))
+    import steering_overhead as so
+    from pace import ConceptDictionary
+    from pace.evaluation.atoms import transform_atoms
+    from pace.models import load_packaged_model
+    from pace.solver import ElasticNet
+    from pace.steering import PaCE, steer
+
+    torch.manual_seed(0)
+    model, tok = load_packaged_model("smollm2")
+    msgs = [{"role": "user", "content": so.PROMPT}]
+    enc = dict(tok.apply_chat_template(msgs, add_generation_prompt=True, return_tensors="pt",
+                                       return_dict=True))  # fmt: skip
+    tok.padding_side = "left"
+    texts = [t.format(w) for t in so.TEMPLATES for w in so.WORDS]
+    stimuli = [
+        tok(texts[k : k + 64], return_tensors="pt", padding=True)["input_ids"]
+        for k in range(0, len(texts), 64)
+    ]
+    atoms, und = so.build_dictionary(model, stimuli, 2000, 0.05)
+    names = [str(i) for i in range(len(und))]
+    raw = ConceptDictionary(atoms=atoms, concept_names=names, labels=und.to(torch.int8))
+    cen = transform_atoms(raw, center=True, mean_atom=True)
+    seen: dict[int, list[torch.Tensor]] = {}
+    real = ElasticNet.solve_sparse
+
+    def spy(self: Any, y: torch.Tensor, **kw: Any) -> Any:
+        seen.setdefault(id(self), []).append(y.detach().clone())
+        return real(self, y, **kw)
+
+    ElasticNet.solve_sparse = spy  # type: ignore[method-assign]
+    out = {}
+    for name, a, u in [("raw", atoms, und), ("cen", cen.atoms, cen.undesirable)]:
+        seen.clear()
+        with torch.no_grad(), steer(model, a, undesirable=u, method=PaCE()):
+            model.generate(**enc, max_new_tokens=24, min_new_tokens=24, do_sample=False,
+                           pad_token_id=model.config.eos_token_id)  # fmt: skip
+        out[name] = {"atoms": dict(a), "und": u.clone(), "ys": list(seen.values())}
+    ElasticNet.solve_sparse = real  # type: ignore[method-assign]
+    torch.save(out, path)
+
+
+def replay(path: str, warm: bool) -> None:
+    from pace.solver import ElasticNet
+
+    torch.set_num_threads(1)
+    for name, d in torch.load(path).items():
+        layers = sorted(d["atoms"])
+        pre = dec = 0.0
+        n_pre = n_dec = 0
+        for li, layer in enumerate(layers):
+            solver = ElasticNet(d["atoms"][layer].float())
+            ys = d["ys"][li]
+            solver.solve_sparse(ys[-1])  # load the compiled kernels
+            last = None
+            for y in ys:
+                ws = last if warm and last is not None and last[0].shape[0] == y.shape[0] else None
+                t = time.thread_time()
+                last = solver.solve_sparse(y, warm_start=ws)
+                dt = time.thread_time() - t
+                if y.shape[0] > 1:
+                    pre, n_pre = pre + dt, n_pre + y.shape[0]
+                else:
+                    dec, n_dec = dec + dt, n_dec + 1
+        print(f"{name}: prefill {pre / max(n_pre, 1) * 1e3:.2f} ms/row, decode "
+              f"{dec / max(n_dec, 1) * 1e3:.2f} ms/layer-call ({n_pre} rows, {n_dec} calls; "
+              f"{np.round(pre + dec, 2)} s CPU)")  # fmt: skip
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--inputs", required=True, help="file of captured solver inputs")
+    p.add_argument("--warm", action="store_true", help="warm-start each call from the last")
+    args = p.parse_args()
+    if not os.path.exists(args.inputs):
+        capture(args.inputs)
+    replay(args.inputs, args.warm)
+
+
+if __name__ == "__main__":
+    main()
