@@ -188,6 +188,7 @@ def run(model: Any, enc: dict[str, Tensor], atoms: dict[int, Tensor], undesirabl
         if name == CENTERED:
             return centered.atoms, centered.undesirable
         return atoms, undesirable
+
     t0 = time.perf_counter()
     steer(model, atoms, undesirable=undesirable, method=PaCE()).remove()
     attach_s = time.perf_counter() - t0
