@@ -123,6 +123,20 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def wait_until_serving(base: str, proc: subprocess.Popen[bytes], what: str) -> None:
+    """Poll ``GET /docs`` until the server answers; RuntimeError if it exits or 60 s pass."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{base}/docs", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not start")
+        time.sleep(0.2)
+
+
 @contextlib.contextmanager
 def service_under_test(
     database_url: str | None = None, uvicorn_args: Sequence[str] = ()
@@ -179,16 +193,7 @@ def service_under_test(
             env=env,
         )
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/docs", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the service did not start")
-            time.sleep(0.2)
+        wait_until_serving(base, proc, "the service")
         yield ServiceUnderTest(
             base_url=base,
             key=key,

@@ -56,7 +56,13 @@ from pace_service.store.vectors import atom_layout
 from pgvector import HalfVector
 from pgvector.psycopg import register_vector
 from psycopg import sql
-from service_harness import activation_like, machine, seed_concepts, service_under_test
+from service_harness import (
+    activation_like,
+    machine,
+    seed_concepts,
+    service_under_test,
+    wait_until_serving,
+)
 
 
 def _pct(xs: list[float], q: float) -> float:
@@ -331,16 +337,7 @@ def _older_service(src: str, sut: Any) -> Iterator[httpx.Client]:
     )
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/docs", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the baseline service did not start")
-            time.sleep(0.2)
+        wait_until_serving(base, proc, "the baseline service")
         with httpx.Client(
             base_url=base, headers={"Authorization": f"Bearer {sut.key}"}, timeout=600
         ) as client:
