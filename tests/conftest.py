@@ -18,15 +18,14 @@ from __future__ import annotations
 
 import itertools
 import shutil
-import socket
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
+from live_server import serve_in_thread
 from psycopg import sql
 
 _counter = itertools.count()
@@ -155,22 +154,5 @@ def read_key(make_key: Callable[[str, str], str]) -> str:
 @pytest.fixture
 def live_service(app: object, admin_key: str) -> Iterator[tuple[str, str]]:
     """uvicorn serving the app on a free loopback port; yields ``(base_url, admin_key)``."""
-    import uvicorn
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")  # type: ignore[arg-type]
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="live-service", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}", admin_key
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with serve_in_thread(app, log_level="warning") as base_url:
+        yield base_url, admin_key

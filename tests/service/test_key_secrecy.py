@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import socket
-import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -14,6 +11,7 @@ import httpx
 import psycopg
 import pytest
 from helpers import auth
+from live_server import serve_in_thread
 
 SERVER_LOGGERS = (
     "uvicorn",
@@ -63,27 +61,8 @@ def debug_logs() -> Iterator[_Collect]:
 @pytest.fixture
 def debug_server(app: Any, debug_logs: _Collect) -> Iterator[str]:
     """uvicorn at log level debug with access logs, its loggers propagating to root."""
-    import uvicorn
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="debug", log_config=None, access_log=True
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="debug-service", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with serve_in_thread(app, log_level="debug", log_config=None, access_log=True) as base_url:
+        yield base_url
 
 
 def _dump_database(url: str) -> str:
