@@ -15,7 +15,7 @@ import json
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -167,6 +167,31 @@ def _temp_blobs(blob_dir: Path) -> list[Path]:
     return sorted(blob_dir.glob(".*.tmp")) if blob_dir.is_dir() else []
 
 
+def _build_until_caught(
+    post: Callable[[], httpx.Response], blob_dir: Path
+) -> tuple[threading.Thread, list[BaseException | httpx.Response]]:
+    """Run ``post`` (a dictionary build) in a thread; return once its temp file is past
+    1 MiB, i.e. caught mid-build (the temp file is created once the build holds its
+    lock, and renamed at the end). The list gets the response or exception."""
+    outcome: list[BaseException | httpx.Response] = []
+
+    def materialize() -> None:
+        try:
+            outcome.append(post())
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=materialize, daemon=True)
+    thread.start()
+
+    def building() -> bool:
+        return bool(outcome) or any(p.stat().st_size > 1 << 20 for p in _temp_blobs(blob_dir))
+
+    wait_for("the dictionary's temp file to grow", building, 60)
+    assert outcome == [], f"the build finished before the kill: {outcome}"
+    return thread, outcome
+
+
 def _check_dictionary_bytes(raw: bytes, content_hash: str, vectors: np.ndarray[Any, Any]) -> None:
     from safetensors.numpy import load
 
@@ -190,30 +215,15 @@ def test_service_sigkill_mid_materialization_leaves_no_half_dictionary(
         "layers": list(range(layers)),
         "recipe_id": seeded.recipe_id,
     }
-    outcome: list[BaseException | httpx.Response] = []
-
-    def materialize() -> None:
-        try:
-            outcome.append(
-                httpx.post(
-                    f"{service.base_url}/v1/dictionaries",
-                    json=request,
-                    headers=auth(admin_key),
-                    timeout=120,
-                )
-            )
-        except BaseException as exc:
-            outcome.append(exc)
-
-    thread = threading.Thread(target=materialize, daemon=True)
-    thread.start()
-
-    # the temp file is created once the build holds its lock, and renamed at the end
-    def building() -> bool:
-        return bool(outcome) or any(p.stat().st_size > 1 << 20 for p in _temp_blobs(blob_dir))
-
-    wait_for("the dictionary's temp file to grow", building, 60)
-    assert outcome == [], f"the build finished before the kill: {outcome}"
+    thread, outcome = _build_until_caught(
+        lambda: httpx.post(
+            f"{service.base_url}/v1/dictionaries",
+            json=request,
+            headers=auth(admin_key),
+            timeout=120,
+        ),
+        blob_dir,
+    )
     service.kill()
     thread.join(30)
     assert outcome and not isinstance(outcome[0], httpx.Response), outcome
@@ -364,22 +374,9 @@ def test_postgres_sigkill_mid_materialization_leaves_no_half_dictionary(
         "recipe_id": seeded.recipe_id,
     }
     with httpx.Client(base_url=service.base_url, headers=auth(own_stack.key), timeout=120) as c:
-        outcome: list[BaseException | httpx.Response] = []
-
-        def materialize() -> None:
-            try:
-                outcome.append(c.post("/v1/dictionaries", json=request))
-            except BaseException as exc:
-                outcome.append(exc)
-
-        thread = threading.Thread(target=materialize, daemon=True)
-        thread.start()
-
-        def building() -> bool:
-            return bool(outcome) or any(p.stat().st_size > 1 << 20 for p in _temp_blobs(blob_dir))
-
-        wait_for("the dictionary's temp file to grow", building, 60)
-        assert outcome == [], f"the build finished before the kill: {outcome}"
+        thread, outcome = _build_until_caught(
+            lambda: c.post("/v1/dictionaries", json=request), blob_dir
+        )
         own_stack.postgres.kill()
         thread.join(60)
         assert outcome, "the build never ended"
