@@ -42,20 +42,28 @@ class _Collect(logging.Handler):
 
 @pytest.fixture
 def debug_logs() -> Iterator[_Collect]:
-    """Every server-side logger at DEBUG, into one handler on the root logger."""
+    """Every server-side logger at DEBUG, into one handler on the root logger.
+
+    Each logger is also made to propagate and enabled for the test: an earlier server in
+    the same run (uvicorn's default log config sets ``uvicorn.access`` not to propagate)
+    or a logging file config (alembic's disables existing loggers) may have changed them.
+    """
     handler = _Collect()
     root = logging.getLogger()
-    saved = {name: logging.getLogger(name).level for name in SERVER_LOGGERS}
+    loggers = [logging.getLogger(name) for name in SERVER_LOGGERS]
+    saved = [(lg, lg.level, lg.propagate, lg.disabled) for lg in loggers]
     root_level = root.level
     root.addHandler(handler)
     root.setLevel(logging.DEBUG)
-    for name in SERVER_LOGGERS:
-        logging.getLogger(name).setLevel(logging.DEBUG)
+    for lg in loggers:
+        lg.setLevel(logging.DEBUG)
+        lg.propagate, lg.disabled = True, False
     yield handler
     root.removeHandler(handler)
     root.setLevel(root_level)
-    for name, level in saved.items():
-        logging.getLogger(name).setLevel(level)
+    for lg, level, propagate, disabled in saved:
+        lg.setLevel(level)
+        lg.propagate, lg.disabled = propagate, disabled
 
 
 @pytest.fixture
