@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
 from pace.client import Client
 from pace.dictionary import ConceptDictionary
 

@@ -23,6 +23,7 @@ import time
 from typing import Any
 
 import torch
+
 from pace.dictionary import ConceptDictionary
 from pace.evaluation import (
     EditMeter,

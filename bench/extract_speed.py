@@ -17,6 +17,7 @@ from importlib import resources
 from typing import Any
 
 import torch
+
 from pace.pipeline.extract import Extractor, Recipe
 from pace.pipeline.jsonl import read_jsonl
 

@@ -22,11 +22,12 @@ import time
 
 import numpy as np
 import psycopg
-from pace_service.copy import RowLayout, copy_in, copy_out
-from pace_service.store.vectors import atom_layout
 from psycopg import sql
 from safetensors.numpy import load as st_load
 from service_harness import activation_like, machine, seed_concepts, service_under_test
+
+from pace_service.copy import RowLayout, copy_in, copy_out
+from pace_service.store.vectors import atom_layout
 
 
 def main() -> None:

@@ -25,11 +25,12 @@ import time
 
 import numpy as np
 import psycopg
+from safetensors.numpy import save as st_save
+from service_harness import activation_like, machine, seed_concepts, service_under_test
+
 from pace_service.copy import copy_in
 from pace_service.store.search_index import index_name
 from pace_service.store.vectors import atom_layout
-from safetensors.numpy import save as st_save
-from service_harness import activation_like, machine, seed_concepts, service_under_test
 
 
 def _wait_for_index(libpq_url: str, name: str, timeout: float = 600) -> float:

@@ -54,10 +54,11 @@ import httpx
 import numpy as np
 import psutil
 import psycopg
-from pace_service.core.config import Settings
-from pace_service.store.search_index import index_name
 from safetensors.numpy import save as st_save
 from service_harness import ServiceUnderTest, activation_like, machine, service_under_test
+
+from pace_service.core.config import Settings
+from pace_service.store.search_index import index_name
 
 HIDDEN = 576
 """SmolLM2-135M's hidden size, the model the demo and the evaluation use."""

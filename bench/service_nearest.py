@@ -48,11 +48,6 @@ from typing import Any
 import httpx
 import numpy as np
 import psycopg
-from pace_service.copy import copy_in
-from pace_service.core.db import create_engine, create_session_factory
-from pace_service.store.search import NearestQuery, nearest, pool_size
-from pace_service.store.search_index import ensure_search_index, quantized_expr
-from pace_service.store.vectors import atom_layout
 from pgvector import HalfVector
 from pgvector.psycopg import register_vector
 from psycopg import sql
@@ -63,6 +58,12 @@ from service_harness import (
     service_under_test,
     wait_until_serving,
 )
+
+from pace_service.copy import copy_in
+from pace_service.core.db import create_engine, create_session_factory
+from pace_service.store.search import NearestQuery, nearest, pool_size
+from pace_service.store.search_index import ensure_search_index, quantized_expr
+from pace_service.store.vectors import atom_layout
 
 
 def _pct(xs: list[float], q: float) -> float:

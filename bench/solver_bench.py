@@ -38,6 +38,7 @@ from collections.abc import Callable
 from functools import partial
 
 import torch
+
 from pace.solver import (
     ElasticNet,
     ElasticNetConfig,

@@ -26,11 +26,12 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from torch import Tensor
+
 from pace import ConceptDictionary
 from pace.evaluation.atoms import transform_atoms
 from pace.evaluation.guards import SinkGuard
 from pace.steering import NoOp, PaCE, steer
-from torch import Tensor
 
 WORDS = [
     "anger",

@@ -28,6 +28,7 @@ import torch
 def capture(path: str) -> None:
     sys.path.insert(0, os.path.dirname(__file__))
     import steering_overhead as so
+
     from pace import ConceptDictionary
     from pace.evaluation.atoms import transform_atoms
     from pace.models import load_packaged_model

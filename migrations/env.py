@@ -11,12 +11,13 @@ from typing import Any, Literal
 
 from alembic import context
 from alembic.autogenerate.api import AutogenContext
+from pgvector.sqlalchemy import BIT, HALFVEC, SPARSEVEC, VECTOR
+from sqlalchemy import Connection
+
 from pace_service.core.config import get_settings, sqlalchemy_url
 from pace_service.core.db import create_engine
 from pace_service.migrate import include_object
 from pace_service.models import Base
-from pgvector.sqlalchemy import BIT, HALFVEC, SPARSEVEC, VECTOR
-from sqlalchemy import Connection
 
 config = context.config
 target_metadata = Base.metadata

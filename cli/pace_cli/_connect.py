@@ -8,7 +8,6 @@ from contextlib import contextmanager
 from typing import Any
 
 from pace.client import Client
-
 from pace_cli._service import running_service
 from pace_cli.workflow import WorkflowError
 

@@ -7,7 +7,6 @@ from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
 import typer
-from pace.errors import PaceError
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -18,6 +17,8 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+
+from pace.errors import PaceError
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import platformdirs
+
 from pace.errors import PaceError
 
 __all__ = ["RunningService", "ServiceProcessError", "data_dir", "running_service"]

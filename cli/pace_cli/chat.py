@@ -7,12 +7,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from rich.console import Console
+from rich.table import Table
+
 from pace.dictionary import ConceptDictionary
 from pace.evaluation.atoms import transform_atoms
 from pace.evaluation.guards import SinkGuard
 from pace.steering import EditMethod, PaCE, steer
-from rich.console import Console
-from rich.table import Table
 
 __all__ = ["Comparison", "compare", "render"]
 

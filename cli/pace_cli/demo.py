@@ -15,13 +15,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
+
 from pace.client import Client
 from pace.models import load_packaged_model
 from pace.pipeline.extract import ExtractionSummary, Extractor
 from pace.pipeline.llm import llm_configured
 from pace.pipeline.records import ConceptRecord
 from pace.steering import PaCE
-
 from pace_cli import chat, workflow
 from pace_cli._console import console, progress
 from pace_cli._service import running_service

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, cast
 
 import typer
-from pace.evaluation.cli import eval_app
 
+from pace.evaluation.cli import eval_app
 from pace_cli._console import console, fail, friendly_errors, progress
 
 app = typer.Typer(
@@ -109,7 +109,6 @@ def concepts_import(
     """Import concepts (JSONL, or the PaCE-1M format) and optionally publish them as a set."""
     from pace.pipeline.jsonl import read_jsonl
     from pace.pipeline.pace1m import import_pace1m
-
     from pace_cli import workflow
     from pace_cli._connect import connect
 
@@ -143,7 +142,6 @@ def concepts_export(
     """Export a concept-set version as JSONL, one concept per line with its stimuli."""
     from pace.pipeline.jsonl import write_jsonl
     from pace.pipeline.records import ConceptRecord
-
     from pace_cli._connect import connect, resolve_version
 
     with connect(url, api_key) as client:
@@ -206,7 +204,6 @@ def extract(
     from pace.models import load_packaged_model
     from pace.pipeline.extract import Extractor
     from pace.pipeline.records import ConceptRecord
-
     from pace_cli import workflow
     from pace_cli._connect import connect, resolve_version
 
@@ -266,7 +263,6 @@ def partition(
     from pace.pipeline.llm import llm_configured
     from pace.pipeline.offline import MiniLMEmbedder, partition_by_seeds
     from pace.pipeline.records import ConceptRecord
-
     from pace_cli import workflow
     from pace_cli._connect import connect, resolve_version
 
@@ -481,10 +477,10 @@ def search(
     api_key: ApiKey = None,
 ) -> None:
     """Which concepts is this text near, at one layer of a model."""
-    from pace.models import load_packaged_model
-    from pace.pipeline.extract import Extractor
     from rich.table import Table
 
+    from pace.models import load_packaged_model
+    from pace.pipeline.extract import Extractor
     from pace_cli import workflow
     from pace_cli._connect import connect
 
@@ -529,7 +525,6 @@ def chat(
     """Answer prompts with and without PaCE, side by side, with the concepts removed."""
     from pace.models import load_packaged_model
     from pace.steering import PaCE
-
     from pace_cli import chat as chat_mod
     from pace_cli._connect import connect
 

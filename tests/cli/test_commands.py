@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from pace_cli.main import app, parse_layers
 from typer.testing import CliRunner
+
+from pace_cli.main import app, parse_layers
 
 runner = CliRunner()
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from pace.models import model_cache_dir
 from pace_cli.demo import DemoOptions, run_demo
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from pace.client import DictionaryCache, default_cache_dir
 from pace.client._cache import check_blob, validate_hash
 from pace.dictionary import ConceptDictionary

@@ -24,12 +24,13 @@ import httpx
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load as st_load
+from test_cache import make_dictionary_bytes
+
 from pace import errors
 from pace.client import Client, Me, RetryPolicy
 from pace.client._retry import parse_retry_after
 from pace.dictionary import ConceptDictionary
-from safetensors.torch import load as st_load
-from test_cache import make_dictionary_bytes
 
 
 # -- the scripted server ---------------------------------------------------------------

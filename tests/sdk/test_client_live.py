@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 import torch
+
 from pace import errors
 from pace.client import Client, Model, Recipe, RetryPolicy
 from pace.dictionary import UNDESIRABLE

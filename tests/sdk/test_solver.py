@@ -11,6 +11,9 @@ import warnings
 
 import pytest
 import torch
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import ElasticNet as SkElasticNet
+
 from pace.solver import (
     ElasticNet,
     ElasticNetConfig,
@@ -20,8 +23,6 @@ from pace.solver import (
     fista_elastic_net,
     kkt_violation,
 )
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import ElasticNet as SkElasticNet
 
 SUPPORT_EPS = 1e-4  # coefficients this small may sit on either side of the support edge
 

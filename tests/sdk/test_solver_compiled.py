@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
 from pace.solver import ElasticNet, ElasticNetConfig, _compiled, kkt_violation
 from pace.solver._single import homotopy_np
 

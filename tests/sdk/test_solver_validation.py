@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from pace.errors import PaceError
 from pace.solver import ConvergenceError, ElasticNet, ElasticNetConfig, elastic_net
 

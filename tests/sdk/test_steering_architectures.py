@@ -12,9 +12,10 @@ from typing import Any
 
 import pytest
 import torch
+from torch import Tensor, nn
+
 from pace.solver import ElasticNet
 from pace.steering import NoOp, OrthoProj, PaCE, SteeringError, VecAdd, decoder_layers, steer
-from torch import Tensor, nn
 
 TINY_ARCHS = ("llama", "qwen2", "mistral", "gemma3", "gpt2", "gpt_neox")
 N_ATOMS = 24

@@ -14,9 +14,10 @@ from typing import Any
 
 import pytest
 import torch
+from torch import Tensor, nn
+
 from pace.solver import ElasticNet
 from pace.steering import PaCE, decoder_layers, steer
-from torch import Tensor, nn
 
 pytestmark = pytest.mark.slow
 

@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import pytest
 import torch
+
 from pace import ConceptDictionary
 from pace.evaluation import SinkGuard as HarnessSinkGuard
 from pace.evaluation.atoms import transform_atoms as harness_transform_atoms

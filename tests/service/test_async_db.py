@@ -6,6 +6,7 @@ import asyncio
 
 import psycopg
 import pytest
+
 from pace_service.core.async_db import AsyncConnections
 
 

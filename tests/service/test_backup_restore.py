@@ -267,6 +267,7 @@ def test_dump_and_restore_give_identical_versions_and_dictionaries(
     tmp_path: Path,
 ) -> None:
     from fastapi.testclient import TestClient
+
     from pace_service.core.config import Settings
     from pace_service.main import create_app
 

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from pace_service.store.blob_files import atomic_write, sweep_temp_files
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="flock")

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pgvector import HalfVector
+
 from pace_service.core.db import create_engine
 from pace_service.core.embedded import EMBEDDED_SYSTEM_USER, _reown_data_dir
-from pgvector import HalfVector
 
 
 def test_engine_connections_have_pgvector_adapters(database_url: str) -> None:

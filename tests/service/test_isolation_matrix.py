@@ -395,6 +395,7 @@ def seeded(
 ) -> Iterator[Seeded]:
     """Alpha's and beta's world, built once over HTTP, kept as a template database."""
     from fastapi.testclient import TestClient
+
     from pace_service.core.config import Settings
     from pace_service.main import create_app
 
@@ -417,6 +418,7 @@ def seeded(
 @contextmanager
 def _app_client(seeded: Seeded, url: str, data_dir: Path) -> Iterator[Any]:
     from fastapi.testclient import TestClient
+
     from pace_service.core.config import Settings
     from pace_service.main import create_app
 

@@ -332,6 +332,7 @@ def test_a_raw_driver_error_is_mapped_like_a_wrapped_one() -> None:
     import psycopg
     from fastapi import FastAPI
     from fastapi.testclient import TestClient
+
     from pace_service.api.errors import install_error_handlers
 
     app = FastAPI()

@@ -6,10 +6,11 @@ from typing import Any
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect, text
+
 from pace_service.core.db import create_engine
 from pace_service.migrate import downgrade, include_object, upgrade
 from pace_service.models import Base
-from sqlalchemy import inspect, text
 
 EXPECTED = set(Base.metadata.tables)
 # 0001: the version and its membership (4); 0004: names, stimuli, partitions, labels, atoms (9)

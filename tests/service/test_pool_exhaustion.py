@@ -14,6 +14,7 @@ from helpers import auth, error_of
 
 def test_a_request_that_gets_no_connection_in_time_is_503(settings: Any, admin_key: str) -> None:
     from fastapi.testclient import TestClient
+
     from pace_service.core.db import create_engine
     from pace_service.main import create_app
 

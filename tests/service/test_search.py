@@ -145,8 +145,9 @@ def test_concept_set_filter_and_labels(client: Any, app: Any, write_key: str) ->
 
 
 def _ns(session: Any) -> int:
-    from pace_service.models import Namespace
     from sqlalchemy import select
+
+    from pace_service.models import Namespace
 
     return int(session.scalars(select(Namespace.id).where(Namespace.name == "team-a")).one())
 

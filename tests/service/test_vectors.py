@@ -270,6 +270,7 @@ def test_streamed_body_over_the_limit_is_refused_while_streaming(
 
 def test_declared_length_over_the_limit_is_refused(settings: Any, write_key: str) -> None:
     from fastapi.testclient import TestClient
+
     from pace_service.main import create_app
 
     settings.max_upload_bytes = 64 * 1024
@@ -366,8 +367,9 @@ def test_streamed_uploads_fail_mid_stream_with_the_same_errors(
 
 def test_the_sdk_layout_is_streamed(app: Any) -> None:
     """safetensors.numpy.save puts int64 tensors before float16 ones: the streaming case."""
-    from pace_service.store.upload_stream import StreamPlan, plan_stream
     from safetensors.numpy import save
+
+    from pace_service.store.upload_stream import StreamPlan, plan_stream
 
     body = save(
         {

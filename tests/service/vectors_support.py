@@ -111,6 +111,8 @@ def seed(
 ) -> Seeded:
     """A model, a recipe, concepts in ``namespace``, a set version holding them all,
     and (with ``labels``: concept index -> label) a task and a partition."""
+    from sqlalchemy import select
+
     from pace_service.models import (
         Concept,
         ConceptSet,
@@ -123,7 +125,6 @@ def seed(
         VersionConcept,
     )
     from pace_service.store.keys import get_or_create_namespace
-    from sqlalchemy import select
 
     factory = app.state.session_factory
     with factory() as s:

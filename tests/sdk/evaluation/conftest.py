@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 import torch
-from pace.dictionary import ConceptDictionary
 from scripted_llm import ScriptedLLM, serve_scripted_llm
 from tokenizers import Regex, Tokenizer, models, pre_tokenizers, processors
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+from pace.dictionary import ConceptDictionary
 
 SPECIALS = ["<pad>", "<s>", "</s>", "<unk>"]
 

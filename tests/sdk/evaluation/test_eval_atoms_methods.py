@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from pace.dictionary import BENIGN, ConceptDictionary
 from pace.evaluation import (
     MEAN_ATOM_NAME,

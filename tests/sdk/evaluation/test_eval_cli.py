@@ -6,9 +6,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
+
 from pace.evaluation import Decoding, EvalResults, MethodSpec, Prompt, evaluate
 from pace.evaluation.cli import eval_app
-from typer.testing import CliRunner
 
 from .test_eval_harness import LengthJudge
 

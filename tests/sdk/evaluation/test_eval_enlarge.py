@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 import torch
+from typer.testing import CliRunner
+
 from pace.dictionary import ConceptDictionary
 from pace.evaluation.cli import eval_app
 from pace.evaluation.enlarge import (
@@ -21,7 +23,6 @@ from pace.evaluation.enlarge import (
     template_records,
 )
 from pace.evaluation.errors import EvaluationError
-from typer.testing import CliRunner
 
 
 def _index(tmp_path: Path, names: list[str]) -> Path:

@@ -6,6 +6,8 @@ from typing import Any
 
 import pytest
 import torch
+from rich.console import Console
+
 from pace.dictionary import ConceptDictionary
 from pace.evaluation import (
     Decoding,
@@ -21,7 +23,6 @@ from pace.evaluation import (
     starter_dictionary,
     sweep_methods,
 )
-from rich.console import Console
 
 
 class LengthJudge:

@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from pace.evaluation import EvaluationError, Judge, ToxicityJudge, VaderJudge, make_judge
 from pace.evaluation.judges import LLMJudge
 from pace.pipeline.llm import LLMClient, LLMConfig

@@ -5,8 +5,9 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import pace.evaluation as evaluation
 import pytest
+
+import pace.evaluation as evaluation
 
 
 def test_every_exported_name_resolves() -> None:

@@ -4,6 +4,7 @@ from importlib import resources
 from pathlib import Path
 
 import pytest
+
 from pace.evaluation import (
     TASKS,
     EvaluationError,

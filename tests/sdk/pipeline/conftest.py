@@ -10,8 +10,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from pace.pipeline.llm import LLMClient, LLMConfig
 from scripted_llm import ScriptedLLM, serve_scripted_llm
+
+from pace.pipeline.llm import LLMClient, LLMConfig
 
 
 def user_prompt(body: dict[str, Any]) -> str:

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+
 from pace.pipeline.extract import Extractor, Recipe, Reduction, reduce_stimuli
 from pace.pipeline.records import ConceptRecord, Stimulus
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from pace.pipeline.errors import JsonlFormatError
 from pace.pipeline.jsonl import iter_jsonl, read_jsonl, write_jsonl
 from pace.pipeline.records import ConceptRecord, Stimulus

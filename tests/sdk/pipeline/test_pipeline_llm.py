@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from pace.pipeline.errors import LLMError, LLMResponseError
 from pace.pipeline.llm import LLMClient, LLMConfig, llm_configured, parse_json_answer
 

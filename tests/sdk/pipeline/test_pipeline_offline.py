@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from pace.dictionary import ConceptDictionary
 from pace.pipeline.offline import AtomEmbedder, MiniLMEmbedder, partition_by_seeds
 from pace.pipeline.records import ConceptRecord

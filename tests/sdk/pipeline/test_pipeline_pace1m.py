@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+
 from pace.pipeline.errors import ConceptFormatError, UnsafePathError
 from pace.pipeline.pace1m import import_pace1m, read_concept_index, safe_child_path
 

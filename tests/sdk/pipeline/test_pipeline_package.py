@@ -5,8 +5,9 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import pace.pipeline as pipeline
 import pytest
+
+import pace.pipeline as pipeline
 
 
 def test_every_exported_name_resolves() -> None:

@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 import pytest
+
 from pace.pipeline.llm import LLMClient
 from pace.pipeline.partitioner import partition_with_llm
 from pace.pipeline.records import ConceptRecord
