@@ -15,7 +15,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from pace.evaluation.results import EvalResults
+from pace.evaluation.results import EvalResults, MethodResult
 
 __all__ = ["markdown_table", "plot_results", "print_report", "results_table"]
 
@@ -34,42 +34,20 @@ def _fmt(value: float | None, spec: str) -> str:
     return format(value, spec)
 
 
-def results_table(results: EvalResults) -> Table:
-    """One row per method."""
-    table = Table(
-        title=(
-            f"{results.task}: {results.n_prompts} prompts, judge {results.judge}, "
-            f"model {results.model}"
-        ),
-        title_justify="left",
-    )
-    table.add_column("method")
-    table.add_column("aligned", justify="right")
-    table.add_column(f"mean {results.judge_score_name}", justify="right")
-    table.add_column("perplexity", justify="right")
-    table.add_column("distinct-2", justify="right")
-    table.add_column("length", justify="right")
-    table.add_column(f"knowledge ({results.n_questions})", justify="right")
-    table.add_column("ms/token", justify="right")
-    table.add_column("edit", justify="right")
-    for m in results.methods:
-        table.add_row(
-            m.label,
-            _fmt(m.alignment, ".1%"),
-            _fmt(m.judge_score, ".3f"),
-            _fmt(m.perplexity, ".2f"),
-            _fmt(m.distinct2, ".3f"),
-            _fmt(m.mean_length, ".1f"),
-            _fmt(m.knowledge, ".1%"),
-            _fmt(m.ms_per_token, ".1f"),
-            _fmt(m.edit_norm, ".3f"),
-        )
-    return table
+_CELLS = (  # (attribute, format in the terminal, format in markdown)
+    ("alignment", ".1%", ".1%"),
+    ("judge_score", ".3f", "+.3f"),
+    ("perplexity", ".2f", ".2f"),
+    ("distinct2", ".3f", ".3f"),
+    ("mean_length", ".1f", ".1f"),
+    ("knowledge", ".1%", ".1%"),
+    ("ms_per_token", ".1f", ".0f"),
+    ("edit_norm", ".3f", ".3f"),
+)
 
 
-def markdown_table(results: EvalResults) -> str:
-    """The table as GitHub markdown (for reports and docs)."""
-    head = [
+def _headers(results: EvalResults) -> list[str]:
+    return [
         "method",
         "aligned",
         f"mean {results.judge_score_name}",
@@ -80,20 +58,39 @@ def markdown_table(results: EvalResults) -> str:
         "ms/token",
         "edit",
     ]
+
+
+def _cells(method: MethodResult, *, markdown: bool) -> list[str]:
+    return [
+        method.label,
+        *(_fmt(getattr(method, a), md if markdown else term) for a, term, md in _CELLS),
+    ]
+
+
+def results_table(results: EvalResults) -> Table:
+    """One row per method."""
+    table = Table(
+        title=(
+            f"{results.task}: {results.n_prompts} prompts, judge {results.judge}, "
+            f"model {results.model}"
+        ),
+        title_justify="left",
+    )
+    first, *numeric = _headers(results)
+    table.add_column(first)
+    for header in numeric:
+        table.add_column(header, justify="right")
+    for m in results.methods:
+        table.add_row(*_cells(m, markdown=False))
+    return table
+
+
+def markdown_table(results: EvalResults) -> str:
+    """The table as GitHub markdown (for reports and docs)."""
+    head = _headers(results)
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for m in results.methods:
-        cells = [
-            m.label,
-            _fmt(m.alignment, ".1%"),
-            _fmt(m.judge_score, "+.3f"),
-            _fmt(m.perplexity, ".2f"),
-            _fmt(m.distinct2, ".3f"),
-            _fmt(m.mean_length, ".1f"),
-            _fmt(m.knowledge, ".1%"),
-            _fmt(m.ms_per_token, ".0f"),
-            _fmt(m.edit_norm, ".3f"),
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append("| " + " | ".join(_cells(m, markdown=True)) + " |")
     return "\n".join(lines)
 
 
