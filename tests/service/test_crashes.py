@@ -46,6 +46,20 @@ def _scalar(url: str, query: str, *args: Any) -> Any:
     return row[0]
 
 
+def _atoms(url: str, model_id: int) -> int:
+    return int(_scalar(url, "SELECT count(*) FROM atoms WHERE model_id = %s", model_id))
+
+
+def _retry_inserts_all(
+    url: str, body: bytes, key: str, database_url: str, model_id: int, m: int
+) -> None:
+    """The client's retry of the killed upload stores every row, once."""
+    retry = httpx.post(url, content=body, headers=auth(key), timeout=120)
+    assert retry.status_code == 200, retry.text
+    assert retry.json() == {"inserted": m, "skipped": 0}
+    assert _atoms(database_url, model_id) == m
+
+
 def _copy_backends(url: str) -> int:
     count: int = _scalar(
         url,
@@ -110,7 +124,6 @@ def test_service_sigkill_mid_upload_leaves_no_rows_and_retry_succeeds(
 ) -> None:
     seeded, body, m = _large_upload(app, n=1000, d=1024, layers=4)  # 16 MiB of float32
     url = f"{service.base_url}/v1/models/{seeded.model_id}/vectors?recipe_id={seeded.recipe_id}"
-    count_atoms = "SELECT count(*) FROM atoms WHERE model_id = %s"
     killed = threading.Event()
     thread, half_sent, outcome = _upload_half_then_wait(url, admin_key, body, killed)
     try:
@@ -124,14 +137,11 @@ def test_service_sigkill_mid_upload_leaves_no_rows_and_retry_succeeds(
     print(f"\nthe client saw: {outcome[0]!r}")
     # PostgreSQL sees the client socket close and rolls the open transaction back
     wait_for("the orphaned COPY to end", lambda: _copy_backends(database_url) == 0)
-    assert _scalar(database_url, count_atoms, seeded.model_id) == 0
+    assert _atoms(database_url, seeded.model_id) == 0
 
     service.start()
-    assert _scalar(database_url, count_atoms, seeded.model_id) == 0
-    retry = httpx.post(url, content=body, headers=auth(admin_key), timeout=120)
-    assert retry.status_code == 200, retry.text
-    assert retry.json() == {"inserted": m, "skipped": 0}
-    assert _scalar(database_url, count_atoms, seeded.model_id) == m
+    assert _atoms(database_url, seeded.model_id) == 0
+    _retry_inserts_all(url, body, admin_key, database_url, seeded.model_id, m)
 
 
 def _seed_dictionary_atoms(
@@ -350,13 +360,9 @@ def test_postgres_sigkill_mid_upload_leaves_no_rows_and_retry_succeeds(
     _assert_retryable(outcome[0])
 
     own_stack.postgres.start()  # crash recovery: the open transaction never committed
-    count_atoms = "SELECT count(*) FROM atoms WHERE model_id = %s"
-    assert _scalar(database_url, count_atoms, seeded.model_id) == 0
+    assert _atoms(database_url, seeded.model_id) == 0
     # the service process survived the outage: its pool replaces the dead connections
-    retry = httpx.post(url, content=body, headers=auth(key), timeout=120)
-    assert retry.status_code == 200, retry.text
-    assert retry.json() == {"inserted": m, "skipped": 0}
-    assert _scalar(database_url, count_atoms, seeded.model_id) == m
+    _retry_inserts_all(url, body, key, database_url, seeded.model_id, m)
 
 
 def test_postgres_sigkill_mid_materialization_leaves_no_half_dictionary(
