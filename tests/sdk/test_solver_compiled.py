@@ -12,6 +12,20 @@ from pace.solver._single import homotopy_np
 pytestmark = pytest.mark.skipif(not _compiled.AVAILABLE, reason="numba is not installed")
 
 
+def _spy_kernel_statuses(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Wrap the compiled kernel; the list gets each call's status."""
+    calls: list[int] = []
+    real = _compiled.solve_gram_rows
+
+    def spy(*args: object) -> tuple[np.ndarray, np.ndarray, int]:
+        out: tuple[np.ndarray, np.ndarray, int] = real(*args)
+        calls.append(out[2])
+        return out
+
+    monkeypatch.setattr(_compiled, "solve_gram_rows", spy)
+    return calls
+
+
 def _problem(k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """A working-set system ``H = A A^T + l2 I`` of correlated unit atoms, and ``b = A y``."""
     rng = np.random.default_rng(seed)
@@ -75,15 +89,7 @@ def test_compiled_kernel_runs_and_is_optimal(monkeypatch: pytest.MonkeyPatch) ->
     atoms = _atoms(500, 64, seed=3)
     y = torch.randn(4, 64, generator=torch.Generator().manual_seed(4))
     y = y / y.norm(dim=1, keepdim=True)
-    calls: list[int] = []
-    real = _compiled.solve_gram_rows
-
-    def spy(*args: object) -> tuple[np.ndarray, np.ndarray, int]:
-        out: tuple[np.ndarray, np.ndarray, int] = real(*args)
-        calls.append(out[2])
-        return out
-
-    monkeypatch.setattr(_compiled, "solve_gram_rows", spy)
+    calls = _spy_kernel_statuses(monkeypatch)
     solver = ElasticNet(atoms, config=ElasticNetConfig(screen_size=4))  # several rounds
     idx, val = solver.solve_sparse(y)
     # Solved by the kernel itself, not by the fallback (which would hide a kernel bug);
@@ -147,15 +153,7 @@ def test_rows_split_over_threads_match_one_thread(monkeypatch: pytest.MonkeyPatc
     atoms = _atoms(400, 48, seed=5)
     y = torch.randn(7, 48, generator=torch.Generator().manual_seed(6))
     solver = ElasticNet(atoms, config=ElasticNetConfig(screen_size=4))
-    calls: list[int] = []
-    real = _compiled.solve_gram_rows
-
-    def spy(*args: object) -> tuple[np.ndarray, np.ndarray, int]:
-        out: tuple[np.ndarray, np.ndarray, int] = real(*args)
-        calls.append(out[2])
-        return out
-
-    monkeypatch.setattr(_compiled, "solve_gram_rows", spy)
+    calls = _spy_kernel_statuses(monkeypatch)
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
