@@ -8,7 +8,7 @@ import numpy as np
 import psycopg
 import pytest
 from helpers import auth, error_of
-from vectors_support import activation_like, seed, upload_body
+from vectors_support import activation_like, create_pc1_recipe, seed, upload_body
 
 
 def _upload(client: Any, key: str, s: Any, vecs: Any, ids: list[int], layer: int) -> None:
@@ -212,17 +212,7 @@ def test_bad_requests(client: Any, app: Any, write_key: str, make_key: Any) -> N
 def test_recipe_is_required_when_a_layer_has_several(client: Any, app: Any, write_key: str) -> None:
     s = seed(app, n_concepts=2, hidden_size=8)
     _upload(client, write_key, s, activation_like(2, 8), s.concept_ids, 0)
-    r = client.post(
-        "/v1/recipes",
-        json={
-            "token_position": "mean",
-            "reduction": "pc1",
-            "prompt_template": "{stimulus}",
-            "code_version": "t",
-        },
-        headers=auth(write_key),
-    )
-    other_recipe = r.json()["id"]
+    other_recipe = create_pc1_recipe(client, auth(write_key))
     client.post(
         f"/v1/models/{s.model_id}/vectors?recipe_id={other_recipe}",
         content=upload_body(activation_like(2, 8, seed=4), s.concept_ids, 0),

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import psycopg
 from helpers import auth, error_of
-from vectors_support import activation_like, seed, upload_body
+from vectors_support import activation_like, create_pc1_recipe, seed, upload_body
 
 DIM = 64
 
@@ -178,17 +178,8 @@ def test_repeated_searches_take_the_one_round_trip_path_and_stay_correct(
     ]
     assert first == again and [f[0] for f in first] == s.concept_ids[:5]
     # the guess must never hide what changed: a second recipe on the layer, a bad vector
-    r = client.post(
-        "/v1/recipes",
-        json={
-            "token_position": "mean",
-            "reduction": "pc1",
-            "prompt_template": "{stimulus}",
-            "code_version": "t",
-        },
-        headers=auth(write_key),
-    )
-    _upload(client, write_key, s, activation_like(40, DIM, seed=3), recipe_id=r.json()["id"])
+    other_recipe = create_pc1_recipe(client, auth(write_key))
+    _upload(client, write_key, s, activation_like(40, DIM, seed=3), recipe_id=other_recipe)
     r = _json(client, write_key, model_id=s.model_id, layer=0, k=3, vector=vecs[0].tolist())
     assert (r.status_code, error_of(r)["field"]) == (422, "recipe_id")
     bad = vecs[0].copy()

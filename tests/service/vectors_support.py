@@ -15,7 +15,14 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Seeded", "activation_like", "safetensors_bytes", "seed", "upload_body"]
+__all__ = [
+    "Seeded",
+    "activation_like",
+    "create_pc1_recipe",
+    "safetensors_bytes",
+    "seed",
+    "upload_body",
+]
 
 _ST_DTYPES = {"<f2": "F16", "<f4": "F32", "<i8": "I64", "<i4": "I32", "|i1": "I8"}
 
@@ -196,3 +203,19 @@ def seed(
             out.task_id, out.partition_id = task.id, partition.id
         s.commit()
     return out
+
+
+def create_pc1_recipe(client: Any, headers: Mapping[str, str]) -> int:
+    """A second recipe (mean position, first PC) through the API; returns its id."""
+    r = client.post(
+        "/v1/recipes",
+        json={
+            "token_position": "mean",
+            "reduction": "pc1",
+            "prompt_template": "{stimulus}",
+            "code_version": "t",
+        },
+        headers=headers,
+    )
+    assert r.status_code == 201, r.text
+    return int(r.json()["id"])
