@@ -110,7 +110,8 @@ def test_fp16_atoms_match_sklearn_on_the_stored_atoms() -> None:
     _assert_matches_sklearn(solver, y, solver.solve(y))
 
 
-BATCHED = ElasticNetConfig(cpu_rowwise=False)  # the torch path that CUDA runs
+BATCHED = ElasticNetConfig(cpu_rowwise=False)  # the batched path that CUDA runs
+ON_DEVICE = ElasticNetConfig(cpu_rowwise=False, host_subproblem=False)  # systems in torch
 
 
 @pytest.mark.parametrize(
@@ -124,7 +125,10 @@ BATCHED = ElasticNetConfig(cpu_rowwise=False)  # the torch path that CUDA runs
         BATCHED,
         ElasticNetConfig(cpu_rowwise=False, screen_size=2),
         ElasticNetConfig(cpu_rowwise=False, gram_max_n=0),  # as on GPU
-        ElasticNetConfig(cpu_rowwise=False, max_pdas_iter=1),  # PDAS cut short: homotopy
+        ON_DEVICE,
+        ElasticNetConfig(cpu_rowwise=False, host_subproblem=False, gram_max_n=0),
+        # PDAS cut short: the torch homotopy takes over.
+        ElasticNetConfig(cpu_rowwise=False, host_subproblem=False, max_pdas_iter=1),
     ],
     ids=[
         "grow",
@@ -135,7 +139,9 @@ BATCHED = ElasticNetConfig(cpu_rowwise=False)  # the torch path that CUDA runs
         "batched",
         "batched-grow",
         "batched-no-gram",
-        "batched-homotopy",
+        "torch-systems",
+        "torch-systems-no-gram",
+        "torch-systems-homotopy",
     ],
 )
 def test_solver_paths_agree_with_sklearn(config: ElasticNetConfig) -> None:
@@ -143,6 +149,31 @@ def test_solver_paths_agree_with_sklearn(config: ElasticNetConfig) -> None:
     y = _targets(atoms, 4, k=12, noise=0.05, seed=11)
     solver = ElasticNet(atoms, config=config)
     _assert_matches_sklearn(solver, y, solver.solve(y))
+
+
+def test_host_systems_fall_back_to_torch_where_the_compiled_path_gives_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The accelerator's path hands each working-set system to the compiled homotopy; a row
+    # it cannot certify (status != OK) is solved by the batched torch steps instead.
+    from pace.solver import _compiled, _host
+
+    if not _compiled.AVAILABLE:
+        pytest.skip("numba is not installed")
+    real = _compiled.homotopy_ws
+    calls: list[int] = []
+
+    def refuse_every_other(h, b, l1, tol, max_steps):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        c, status = real(h, b, l1, tol, max_steps)
+        return c, (status if len(calls) % 2 else _compiled.OK + 1)
+
+    monkeypatch.setattr(_host._compiled, "homotopy_ws", refuse_every_other)
+    atoms = _atoms(300, 64, correlated=True, seed=16)
+    y = _targets(atoms, 4, k=12, noise=0.05, seed=16)
+    solver = ElasticNet(atoms, config=BATCHED)
+    _assert_matches_sklearn(solver, y, solver.solve(y))
+    assert len(calls) >= 4  # every row went to the host at least once
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])

@@ -36,6 +36,11 @@ class ElasticNetConfig:
     cpu_rowwise: bool = True
     """On CPU, solve rows one at a time in NumPy (far less per-call overhead); False runs
     the batched torch path that CUDA uses."""
+    host_subproblem: bool = True
+    """Outside the CPU row-wise path (on accelerators, or with ``cpu_rowwise=False``): solve
+    the small working-set systems on the host with the compiled homotopy when numba is
+    installed (one copy of ``H`` and ``b`` each way per round), instead of with batched
+    torch steps on the device (``pace.solver._host``)."""
     compiled: bool = True
     """On CPU, run the compiled (numba) kernels when numba is installed: the whole solve
     for rows with a cached Gram, the working-set homotopy otherwise. False (or no numba)

@@ -30,6 +30,7 @@ import torch
 from pace.solver import _compiled
 from pace.solver._config import ElasticNetConfig
 from pace.solver._errors import ConvergenceError
+from pace.solver._host import solve_on_host
 from pace.solver._kkt import unit_rows
 from pace.solver._parallel import solve_gram_rows_threaded
 from pace.solver._single import solve_rows
@@ -107,6 +108,10 @@ class ElasticNet:
             # Symmetrised exactly, so the compiled kernel may read either triangle.
             gram = self._compute @ self._compute.T
             self._gram = (gram + gram.T).mul_(0.5)
+        # Working-set systems on the host (compiled homotopy) rather than on the device.
+        self._host_subproblem = (
+            cfg.host_subproblem and cfg.compiled and _compiled.AVAILABLE and cfg.l1 > 0.0
+        )
         self._ridge_factor: torch.Tensor | None = None
         self._gram_np: np.ndarray | None = None
         # The compiled kernel's fixed arguments, when it applies: CPU, a cached fp32 Gram
@@ -221,18 +226,10 @@ class ElasticNet:
         w = torch.topk(r.abs(), k, dim=1, sorted=False).indices
         valid = torch.ones(bsz, k, dtype=torch.bool, device=self.device)
         c = torch.zeros(bsz, k, dtype=sd, device=self.device)
+        host = self._host_subproblem
         for _ in range(cfg.max_iter):
             h, b, dw = self._system(w, r, y_exact)
-            c = solve_working_set(
-                h,
-                b,
-                cfg.l1,
-                c,
-                valid,
-                max_pdas_iter=cfg.max_pdas_iter,
-                fallback_iter=cfg.fallback_iter,
-                tol=cfg.tol,
-            )
+            c = self._solve_systems(h, b, c, valid, host)
             if w.shape[1] >= n and bool(valid.all()):
                 break  # every atom is in the working set: nothing left to check
             viol, score = self._violators(w, c, r, y_exact, dw)
@@ -254,6 +251,43 @@ class ElasticNet:
                 "raise ElasticNetConfig.max_iter or screen_size"
             )
         return SparseCodes(w, (c * valid).float())
+
+    def _solve_systems(
+        self,
+        h: torch.Tensor,
+        b: torch.Tensor,
+        c: torch.Tensor,
+        valid: torch.Tensor,
+        host: bool,
+    ) -> torch.Tensor:
+        """Every row's working-set system, exactly: on the host where configured."""
+        cfg = self._config
+        if host:
+            c_host, ok = solve_on_host(h, b, valid, cfg.l1, cfg.tol)
+            if bool(ok.all()):
+                return c_host
+            bad = ~ok
+            c_host[bad] = solve_working_set(
+                h[bad],
+                b[bad],
+                cfg.l1,
+                c[bad],
+                valid[bad],
+                max_pdas_iter=cfg.max_pdas_iter,
+                fallback_iter=cfg.fallback_iter,
+                tol=cfg.tol,
+            )
+            return c_host
+        return solve_working_set(
+            h,
+            b,
+            cfg.l1,
+            c,
+            valid,
+            max_pdas_iter=cfg.max_pdas_iter,
+            fallback_iter=cfg.fallback_iter,
+            tol=cfg.tol,
+        )
 
     def _check_warm_start(self, warm_start: SparseCodes | None, bsz: int) -> None:
         """Raise ValueError unless ``warm_start`` is None or fits ``bsz`` rows of this solver."""
