@@ -62,7 +62,7 @@ from service_harness import (
 from pace_service.copy import copy_in
 from pace_service.core.db import create_engine, create_session_factory
 from pace_service.store.search import NearestQuery, nearest, pool_size
-from pace_service.store.search_index import ensure_search_index, quantized_expr
+from pace_service.store.search_index import ensure_search_index, quantized_expr, query_code
 from pace_service.store.vectors import atom_layout
 
 
@@ -361,13 +361,13 @@ def _server_side_ms(
     query = sql.SQL(
         "EXPLAIN (ANALYZE, FORMAT JSON) WITH x AS MATERIALIZED (SELECT a.concept_id, a.vector "
         "FROM atoms a WHERE a.model_id = {m} AND a.layer = 0 AND a.recipe_id = {r} "
-        "ORDER BY {qa} <~> {qq} LIMIT {pool}) "
+        "ORDER BY {qa} <~> %(code)s::bit({dim}) LIMIT {pool}) "
         "SELECT x.concept_id, x.vector <=> %(q)s AS dist FROM x ORDER BY dist LIMIT 10"
     ).format(
         m=sql.Literal(model_id),
         r=sql.Literal(recipe_id),
-        qa=quantized_expr(dim, sql.SQL("a.vector")),
-        qq=quantized_expr(dim, sql.SQL("%(q)s::halfvec")),
+        qa=quantized_expr(dim, sql.SQL("a.code")),
+        dim=sql.Literal(dim),
         pool=sql.Literal(pool),
     )
     out: list[float] = []
@@ -375,7 +375,9 @@ def _server_side_ms(
         register_vector(conn)
         conn.execute(sql.SQL("SET hnsw.ef_search = {}").format(sql.Literal(pool)))
         for q in queries:
-            plan: Any = conn.execute(query, {"q": HalfVector(q.astype(np.float16))}).fetchone()
+            half = q.astype(np.float16)
+            params = {"q": HalfVector(half), "code": query_code(half)}
+            plan: Any = conn.execute(query, params).fetchone()
             out.append(float(plan[0][0]["Execution Time"]))
     return out
 

@@ -28,6 +28,7 @@ __all__ = ["API_PREFIX", "ROUTE_MODULES", "create_app"]
 API_PREFIX = "/v1"
 
 ROUTE_MODULES = (
+    "search",  # first: routes are matched in order, and this is the hot path
     "keys",
     "models",
     "recipes",
@@ -37,7 +38,6 @@ ROUTE_MODULES = (
     "partitions",
     "vectors",
     "dictionaries",
-    "search",
 )
 """Modules under ``pace_service.api.routes``, each exporting ``router``."""
 

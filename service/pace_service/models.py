@@ -32,6 +32,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Computed,
     DateTime,
     Double,
     ForeignKey,
@@ -45,7 +46,7 @@ from sqlalchemy import (
     func,
 )
 from sqlalchemy import text as sql_text
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, BIT, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
@@ -279,6 +280,13 @@ class Atom(Base):
         ForeignKey("concepts.id", ondelete="CASCADE"), primary_key=True
     )
     vector: Mapped[Any] = mapped_column(HALFVEC())
+    code: Mapped[str] = mapped_column(
+        BIT(varying=True),
+        Computed("binary_quantize(vector)::varbit", persisted=True),
+        deferred=True,
+    )
+    """The atom's binary quantization, which the search indexes are built on (migration
+    0005: an index over an expression makes every scanned row recompute it)."""
 
 
 class Task(Base):

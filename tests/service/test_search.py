@@ -79,9 +79,8 @@ def test_index_is_used_above_4000_dimensions(
             for row in conn.execute(
                 f"EXPLAIN SELECT concept_id FROM atoms a WHERE a.model_id = {s.model_id} "
                 f"AND a.layer = 0 AND a.recipe_id = {s.recipe_id} ORDER BY "
-                f"binary_quantize(a.vector)::bit({dim}) <~> "
-                f"binary_quantize(%s::halfvec)::bit({dim}) LIMIT 64",
-                (str(q.astype(np.float16).tolist()),),
+                f"a.code::bit({dim}) <~> %s::bit({dim}) LIMIT 64",
+                ("".join("1" if x > 0 else "0" for x in q.astype(np.float16)),),
             ).fetchall()
         )
     assert index_name(s.model_id, 0, s.recipe_id) in plan

@@ -1,8 +1,9 @@
 """Nearest concepts to an activation: Hamming HNSW candidates, exact cosine re-rank.
 
 The approximate path (see :mod:`pace_service.store.search_index`) asks the partial
-``binary_quantize(vector)::bit(d)`` HNSW index of the (model, layer, recipe) for a
-candidate pool, then orders the pool by exact cosine distance on the stored halfvec.
+Hamming HNSW index over the atoms' stored binary codes (``code::bit(d)``) of the
+(model, layer, recipe) for a candidate pool, the query's code sent as a parameter, then
+orders the pool by exact cosine distance on the stored halfvec.
 With a concept-set filter, ``hnsw.iterative_scan`` keeps the index scan going until
 the pool is full of members. Exact search (``exact=True``, or while no valid index
 exists) scans every atom of the (model, layer, recipe) with ``<=>``.
@@ -27,7 +28,7 @@ from sqlalchemy.orm import Session
 from ..errors import DimensionMismatch, NonFinite, NotFound, ServiceError, ValidationFailed
 from ..models import Partition
 from .access import owned_task, readable_partition, readable_version
-from .search_index import quantized_expr
+from .search_index import quantized_expr, query_code
 from .vectors import FLOAT16_MAX, driver_connection
 
 __all__ = [
@@ -41,8 +42,10 @@ __all__ = [
     "check_context",
     "context_params",
     "guess_for",
+    "guess_rows",
+    "guess_settings",
     "guess_stands",
-    "guess_statements",
+    "guess_statement",
     "nearest",
     "neighbor",
     "pool_size",
@@ -186,6 +189,7 @@ FROM r LEFT JOIN models m ON m.id = %(model)s
 """
 """One round trip: the model, the recipe (given or the layer's only one), and whether
 the layer's index is valid."""
+_CONTEXT_COLUMNS = 6
 
 
 @dataclass(frozen=True)
@@ -215,14 +219,14 @@ def _index_search(
 ) -> sql.Composed:
     return sql.SQL(
         "WITH x AS MATERIALIZED (SELECT a.concept_id, a.vector FROM atoms a WHERE {where} "
-        "ORDER BY {qa} <~> {qq} LIMIT {pool}) "
+        "ORDER BY {qa} <~> %(code)s::bit({dim}) LIMIT {pool}) "
         "SELECT x.concept_id, c.name, x.vector <=> %(q)s AS dist, {label} "
         "FROM x JOIN concepts c ON c.id = x.concept_id {label_join} "
         "WHERE {readable} ORDER BY dist LIMIT {k}"
     ).format(
         where=where,
-        qa=quantized_expr(hidden_size, sql.SQL("a.vector")),
-        qq=quantized_expr(hidden_size, sql.SQL("%(q)s::halfvec")),
+        qa=quantized_expr(hidden_size, sql.SQL("a.code")),
+        dim=sql.Literal(int(hidden_size)),
         pool=sql.Literal(pool),
         label=label_col,
         label_join=label_join,
@@ -290,24 +294,47 @@ def context_params(q: NearestQuery) -> dict[str, Any]:
     return {"recipe": q.recipe_id, "model": q.model_id, "layer": q.layer}
 
 
-def guess_statements(
+def guess_settings(q: NearestQuery, guess: Guess) -> tuple[str, tuple[str, str]]:
+    """The pool settings (``hnsw.ef_search``, no iterative scan) of a guessed search,
+    transaction-local, as (statement, params)."""
+    return _POOL_SETTINGS, (str(guess_ef_search(q, guess)), "off")
+
+
+def guess_ef_search(q: NearestQuery, guess: Guess) -> int:
+    """The ``hnsw.ef_search`` a guessed search needs (its candidate pool)."""
+    return min(_MAX_EF, pool_size(q.k, guess.hint.dim))
+
+
+def guess_statement(
     namespace_id: int, q: NearestQuery, guess: Guess
-) -> tuple[tuple[str, tuple[str, str]], tuple[bytes, dict[str, Any]]]:
-    """(pool settings, index search) of a guessed search, each as (statement, params)."""
-    pool = pool_size(q.k, guess.hint.dim)
-    search = _guess_search(
-        guess.hint.dim, pool, q.k, q.model_id, q.layer, guess.hint.recipe_id, namespace_id
+) -> tuple[bytes, dict[str, Any]]:
+    """The guessed search as **one** statement: the :data:`CONTEXT` row joined with the
+    index search's rows (see :func:`guess_rows`), as (statement, params)."""
+    statement = _guess_statement(
+        guess.hint.dim,
+        pool_size(q.k, guess.hint.dim),
+        q.k,
+        q.model_id,
+        q.layer,
+        guess.hint.recipe_id,
+        namespace_id,
     )
-    settings = (_POOL_SETTINGS, (str(min(_MAX_EF, pool)), "off"))
-    return settings, (search, {"q": HalfVector(guess.half)})
+    params = {
+        **context_params(q),
+        "q": HalfVector(guess.half),
+        "code": query_code(guess.half),
+    }
+    return statement, params
 
 
 @functools.lru_cache(maxsize=1024)
-def _guess_search(
+def _guess_statement(
     dim: int, pool: int, k: int, model_id: int, layer: int, recipe_id: int, namespace_id: int
 ) -> bytes:
-    # Composed once per shape: building and rendering it cost ~0.3 ms a request.
-    return _index_search(
+    # Composed once per shape: building and rendering it cost ~0.3 ms a request. One
+    # statement, not a pipeline of two: each statement costs the service ~0.3 ms of
+    # psycopg's Python and PostgreSQL a parse/bind/execute of its own.
+    search = _index_search(
         dim,
         pool,
         k,
@@ -316,6 +343,19 @@ def _guess_search(
         sql.SQL("NULL::text"),
         sql.SQL(""),
     ).as_bytes(None)
+    return (
+        b"SELECT ctx.*, s.* FROM (" + CONTEXT.encode() + b") ctx "
+        b"LEFT JOIN LATERAL (" + search + b") s ON true ORDER BY s.dist"
+    )
+
+
+def guess_rows(rows: list[Any]) -> tuple[Any, list[Any]]:
+    """(context row, search rows) of :func:`guess_statement`'s answer."""
+    if not rows:
+        return None, []
+    return rows[0][:_CONTEXT_COLUMNS], [
+        r[_CONTEXT_COLUMNS:] for r in rows if r[_CONTEXT_COLUMNS] is not None
+    ]
 
 
 def check_context(q: NearestQuery, ctx: Any, guess: Guess | None) -> _Resolved:
@@ -358,25 +398,25 @@ def nearest(session: Session, namespace_id: int, q: NearestQuery) -> tuple[list[
     """The ``k`` nearest readable concepts, and whether the search was exact.
 
     A repeated unfiltered search of a (model, layer) whose index served before goes out
-    in **one** round trip: context query, pool settings and index search pipelined (the
-    transaction-local settings hold until the pipeline's sync, autocommit or not); the
-    context then validates the guess, and any mismatch falls back to the full path.
+    in **one** round trip: pool settings and the context query joined with the index
+    search, pipelined (the transaction-local settings hold until the pipeline's sync,
+    autocommit or not); the context then validates the guess, and any mismatch falls
+    back to the full path.
     """
     conn = driver_connection(session)
     hints = _hints(session)
     guess = guess_for(hints, q)
-    with conn.pipeline():
-        ctx_cursor = conn.execute(CONTEXT, context_params(q))
-        if guess is not None:
-            settings, search = guess_statements(namespace_id, q, guess)
-            conn.execute(*settings)
-            spec_cursor = conn.execute(*search)
-    ctx = ctx_cursor.fetchone()
+    if guess is None:
+        ctx = conn.execute(CONTEXT, context_params(q)).fetchone()
+        spec_rows: list[Any] = []
+    else:
+        with conn.pipeline():
+            conn.execute(*guess_settings(q, guess))
+            cursor = conn.execute(*guess_statement(namespace_id, q, guess))
+        ctx, spec_rows = guess_rows(cursor.fetchall())
     resolved = check_context(q, ctx, guess)
-    if guess is not None:
-        spec_rows = spec_cursor.fetchall()
-        if guess_stands(guess, resolved, spec_rows, q.k):
-            return [neighbor(r) for r in spec_rows], False
+    if guess is not None and guess_stands(guess, resolved, spec_rows, q.k):
+        return [neighbor(r) for r in spec_rows], False
     hidden_size, recipe_id, ready, half = (
         resolved.hidden_size,
         resolved.recipe_id,
@@ -404,7 +444,7 @@ def nearest(session: Session, namespace_id: int, q: NearestQuery) -> tuple[list[
         label_col: sql.Composable = sql.SQL("l.label")
     else:
         label_join, label_col = sql.SQL(""), sql.SQL("NULL::text")
-    params = {"q": HalfVector(half)}
+    params: dict[str, Any] = {"q": HalfVector(half)}
 
     if not q.exact and ready:
         pool = pool_size(q.k, hidden_size)
@@ -412,7 +452,7 @@ def nearest(session: Session, namespace_id: int, q: NearestQuery) -> tuple[list[
         iterative = "relaxed_order" if version_id is not None else "off"
         with conn.pipeline():  # the settings and the search in one round trip
             conn.execute(_POOL_SETTINGS, (str(min(_MAX_EF, pool)), iterative))
-            cursor = conn.execute(query, params)
+            cursor = conn.execute(query, {**params, "code": query_code(half)})
         rows = cursor.fetchall()
         # Unreadable atoms can crowd the pool out (or a small concept set run past the
         # iterative scan's budget): never answer with fewer than k then.

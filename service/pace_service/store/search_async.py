@@ -1,31 +1,42 @@
 """The guessed nearest search on an async connection (no worker thread).
 
-Same statements and checks as :func:`pace_service.store.search.nearest`'s one-round-trip
-path: the context query, the pool settings and the index search are pipelined, then the
-context validates the guess. Answers ``None`` whenever the full path must decide (no
-hint for this (model, layer), a filter, or a guess the context refutes); raises the
-API's errors when the context shows the request itself is wrong.
+Same statement and checks as :func:`pace_service.store.search.nearest`'s one-round-trip
+path: the context query joined with the index search, then the context validates the
+guess. Answers ``None`` whenever the full path must decide (no hint for this (model,
+layer), a filter, or a guess the context refutes); raises the API's errors when the
+context shows the request itself is wrong.
+
+These connections serve only this search (autocommit), so the pool size
+(``hnsw.ef_search``) is set once per connection, at session level, and a search whose
+pool matches sends **one** statement: the settings statement would cost as much service
+CPU (psycopg's Python) as the search itself.
 """
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import psycopg
 
 from .search import (
-    CONTEXT,
     Guess,
     NearestQuery,
     Neighbor,
     check_context,
-    context_params,
+    guess_ef_search,
+    guess_rows,
     guess_stands,
-    guess_statements,
+    guess_statement,
     neighbor,
 )
 
 __all__ = ["nearest_guessed"]
+
+_EF_SEARCH: weakref.WeakKeyDictionary[psycopg.AsyncConnection[Any], int] = (
+    weakref.WeakKeyDictionary()
+)
+"""The session-level ``hnsw.ef_search`` set on each connection by this module."""
 
 
 async def nearest_guessed(
@@ -33,15 +44,20 @@ async def nearest_guessed(
 ) -> list[Neighbor] | None:
     """The index search's answer, or ``None`` if only the full path can give it.
 
+    ``conn``: an autocommit connection used for nothing but these searches.
     ``guess``: :func:`~pace_service.store.search.guess_for` of ``q`` (not None).
     """
-    settings, search = guess_statements(namespace_id, q, guess)
-    async with conn.pipeline():
-        ctx_cursor = await conn.execute(CONTEXT, context_params(q))
-        await conn.execute(*settings)
-        spec_cursor = await conn.execute(*search)
-    resolved = check_context(q, await ctx_cursor.fetchone(), guess)
-    rows = await spec_cursor.fetchall()
+    ef = guess_ef_search(q, guess)
+    statement, params = guess_statement(namespace_id, q, guess)
+    if _EF_SEARCH.get(conn) == ef:
+        cursor = await conn.execute(statement, params)
+    else:
+        async with conn.pipeline():
+            await conn.execute("SELECT set_config('hnsw.ef_search', %s, false)", (str(ef),))
+            cursor = await conn.execute(statement, params)
+        _EF_SEARCH[conn] = ef
+    ctx, rows = guess_rows(await cursor.fetchall())
+    resolved = check_context(q, ctx, guess)
     if not guess_stands(guess, resolved, rows, q.k):
         return None
     return [neighbor(r) for r in rows]

@@ -2,10 +2,14 @@
 
 pgvector's HNSW indexes ``halfvec`` only up to 4,000 dimensions; LLaMA-2 7B/13B have
 4,096/5,120. So each index is a Hamming HNSW over the *binary quantization* of the
-atoms (``binary_quantize(vector)::bit(d)``, 64,000-bit limit, 512 bytes a row at
-d = 4,096), and the search re-ranks a candidate pool exactly on the halfvec
+atoms, stored in the row as ``code`` (``binary_quantize(vector)::varbit``, a generated
+column; 512 bytes at d = 4,096) and indexed as ``code::bit(d)`` (64,000-bit limit).
+The search re-ranks a candidate pool exactly on the halfvec
 (:mod:`pace_service.store.search`). A **partial** index per (model, layer, recipe)
-keeps each index to one dimensionality and one population.
+keeps each index to one dimensionality and one population. The code is a column, not
+an index over ``binary_quantize(vector)``, because PostgreSQL evaluates the ORDER BY
+expression again on every row an index scan returns: with the expression, each
+candidate's 8 KB halfvec was detoasted and quantized for nothing (migration 0005).
 
 Building one costs seconds per 10,000 rows, so it never runs inside an upload's
 transaction: after an upload commits, :func:`ensure_search_indexes` builds the missing
@@ -21,7 +25,9 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
 import psycopg
+from pgvector import Bit
 from psycopg import sql
 from sqlalchemy import Engine
 
@@ -32,6 +38,7 @@ __all__ = [
     "ensure_search_indexes",
     "index_name",
     "quantized_expr",
+    "query_code",
     "search_index_ready",
 ]
 
@@ -54,12 +61,19 @@ def index_name(model_id: int, layer: int, recipe_id: int) -> str:
 
 
 def quantized_expr(dim: int, column: sql.Composable | None = None) -> sql.Composed:
-    """``binary_quantize(<column>)::bit(dim)``: the indexed expression, verbatim.
+    """``<column>::bit(dim)`` (default column ``code``): the indexed expression, verbatim.
 
     The search must spell it exactly like the index or the planner will not use it.
     """
-    col = column if column is not None else sql.Identifier("vector")
-    return sql.SQL("binary_quantize({})::bit({})").format(col, sql.Literal(int(dim)))
+    col = column if column is not None else sql.Identifier("code")
+    return sql.SQL("{}::bit({})").format(col, sql.Literal(int(dim)))
+
+
+def query_code(half: np.ndarray[Any, Any]) -> Bit:
+    """The binary quantization of a query vector, as pgvector's ``binary_quantize``
+    computes it (bit i set iff value i > 0), sent as a ``bit`` parameter: computed once
+    here, not per returned row by the server (the sort key of a prepared statement)."""
+    return Bit(np.asarray(half) > 0)
 
 
 def _predicate(model_id: int, layer: int, recipe_id: int) -> sql.Composed:
