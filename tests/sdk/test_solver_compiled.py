@@ -103,9 +103,10 @@ def test_compiled_kernel_runs_and_is_optimal(monkeypatch: pytest.MonkeyPatch) ->
 
 
 @pytest.mark.parametrize("screen_size", [1, 3, 8, 32])
-def test_resumed_paths_match_the_numpy_path(screen_size: int) -> None:
-    # Small screens force several rounds, each resuming the previous round's path where
-    # the new atoms first cross; the answers must equal the NumPy path's (fresh paths).
+def test_continued_paths_match_the_numpy_path(screen_size: int) -> None:
+    # Small screens force several rounds, each continuing from the previous round's answer
+    # with only the new atoms' weight moving; the answers must equal the NumPy path's
+    # (fresh paths).
     atoms = _atoms(800, 96, seed=5)
     g = torch.Generator().manual_seed(6)
     idx = torch.randint(0, 800, (12, 10), generator=g)

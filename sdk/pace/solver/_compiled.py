@@ -9,8 +9,12 @@ the same method without it:
   of the active block updated per event, the end point re-solved by Cholesky and its
   optimality checked on the whole working set;
 - ``solve_gram_rows``: per row, screen the working set from ``r = D y``, solve it with
-  ``homotopy_ws``, check KKT on every atom with the cached Gram (``g = r - c_W G_W``),
-  grow by the violators, repeat; results come back compact (the support only).
+  the homotopy, check KKT on every atom with the cached Gram (``g = r - c_W G_W``),
+  grow by the violators and continue the path from the previous answer, repeat; results
+  come back compact (the support only);
+- ``solve_lowp_rows``: the same, with the screening pass computed here over an int16 copy
+  of the atoms (``pace.solver._screen``: half the bytes of the memory-bound pass, with a
+  proven error bound); exact correlations replace the pass's wherever they matter.
 
 A kernel never guesses: any numerical trouble (a singular system, a path that fails its
 end-point check, too many steps or rounds) is reported, and the caller then takes the
@@ -27,7 +31,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["AVAILABLE", "OK", "homotopy_ws", "solve_gram_rows"]
+__all__ = ["AVAILABLE", "OK", "homotopy_ws", "solve_gram_rows", "solve_lowp_rows"]
 
 OK = 0
 """Status of a successful kernel call; anything else means: take the safe path."""
@@ -67,31 +71,26 @@ def _homotopy(
     tol: float,
     max_steps: int,
     c: npt.NDArray[np.float64],
-    plam: npt.NDArray[np.float64],
-    pc: npt.NDArray[np.float64],
-    ps: npt.NDArray[np.float64],
-    t0: int,
-) -> tuple[int, int]:
+    fixed: int,
+) -> int:
     """``c = argmin 1/2 c^T h c - b^T c + l1 |c|_1`` (h symmetric positive definite).
 
-    Follows the path down from ``lam = max |b|`` (``t0 = 0``) or resumes it at recorded
-    breakpoint ``t0 - 1``. The event logic is that of ``pace.solver._single.homotopy_np``:
-    on a stretch with active set ``A`` and signs ``s``, ``dc_A/dlam = -v`` with
-    ``v = H_AA^-1 s_A`` and the correlations ``d = b - h c`` move by ``f = h_:A v``; a free
-    correlation joins when it reaches ``+-lam``, an active coefficient leaves at 0. ``c``
-    and ``d`` are carried along the path (one ``m x k`` product per event); the end point
-    is re-solved from scratch and checked.
+    Slots ``j >= fixed`` carry the L1 weight ``lam``, which falls from ``max |b_j - h_j c|``
+    over those slots to ``l1``; slots ``j < fixed`` keep the weight ``l1`` throughout and
+    start from ``c[:fixed]`` (the answer of an earlier round on those slots; the others
+    start at 0). With ``fixed = 0`` this is the elastic-net path from ``c = 0``; with
+    ``fixed > 0`` it continues from that answer after new atoms joined the working set,
+    instead of walking the path again (a weighted homotopy: only the new atoms' weight
+    moves). The event logic is that of ``pace.solver._single.homotopy_np``: on a stretch
+    with active set ``A`` and signs ``s``, ``dc_A/dlam = -v`` with ``v = H_AA^-1 u_A``
+    (``u = s`` on moving slots, 0 on fixed ones) and the correlations ``d = b - h c`` move
+    by ``f = h_:A v``; a free moving slot joins when ``|d_j|`` reaches ``lam``, a free fixed
+    one when it reaches ``l1``, an active coefficient leaves at 0. The end point is
+    re-solved from scratch and checked, so exactness never depends on the path.
 
-    Breakpoint ``t`` (the state just after event ``t``; 0 is the start) is recorded as
-    ``plam[t]``, the coefficients ``pc[t]`` and the signs ``ps[t]`` (0 off ``A``), so a
-    later round on a larger working set can resume where the paths part.
-
-    Returns ``(status, number of recorded breakpoints)``.
+    Returns the status.
     """
     k = b.shape[0]
-    cap = plam.shape[0]
-    for j in range(k):
-        c[j] = 0.0
     order = np.empty(k, np.int64)
     sg = np.empty(k)
     inv = np.empty((k, k))
@@ -103,57 +102,52 @@ def _homotopy(
     v = np.empty(k)
     f = np.empty(k)
     z = np.empty(k)
-    if t0 == 0:
-        lam0 = 0.0
-        j0 = 0
+    m = 0
+    for j in range(fixed):
+        if c[j] != 0.0:
+            order[m] = j
+            sg[m] = 1.0 if c[j] > 0.0 else -1.0
+            cur[m] = c[j]
+            free[j] = False
+            m += 1
+    for j in range(k):
+        c[j] = 0.0
+    if m > 0 and not _invert(h, order, m, inv):
+        return _FAIL
+    for j in range(k):
+        d[j] = b[j]
+    for i in range(m):
+        row = h[order[i]]
+        ci = cur[i]
         for j in range(k):
-            if abs(b[j]) > lam0:
-                lam0 = abs(b[j])
-                j0 = j
-        if lam0 <= l1:
-            return OK, 0
-        order[0] = j0
-        sg[0] = 1.0 if b[j0] > 0 else -1.0
-        inv[0, 0] = 1.0 / h[j0, j0]
-        free[j0] = False
-        cur[0] = 0.0
-        m = 1
-        lam = lam0
-        for j in range(k):
-            d[j] = b[j]
-            pc[0, j] = 0.0
-            ps[0, j] = 0.0
-        plam[0] = lam0
-        ps[0, j0] = sg[0]
-        t = 1
-    else:
-        lam0 = plam[0]
-        lam = plam[t0 - 1]
-        m = 0
-        for j in range(k):
-            if ps[t0 - 1, j] != 0.0:
-                order[m] = j
-                sg[m] = ps[t0 - 1, j]
-                cur[m] = pc[t0 - 1, j]
-                free[j] = False
-                m += 1
-        if m > 0 and not _invert(h, order, m, inv):
-            return _FAIL, 0
-        for j in range(k):
-            d[j] = b[j]
-        for i in range(m):
-            row = h[order[i]]
-            ci = cur[i]
-            for j in range(k):
-                d[j] -= ci * row[j]
-        t = t0
+            d[j] -= ci * row[j]
+    lam0 = 0.0
+    j0 = fixed
+    for j in range(fixed, k):
+        if abs(d[j]) > lam0:
+            lam0 = abs(d[j])
+            j0 = j
+    if lam0 <= l1:
+        if m == 0:
+            return OK  # c = 0
+        return _end_point(h, b, l1, tol, order, sg, m, c)
+    # The moving slot with the largest correlation is active from the start.
+    if not _border(h, inv, order, m, j0, z):
+        return _FAIL
+    order[m] = j0
+    sg[m] = 1.0 if d[j0] > 0.0 else -1.0
+    cur[m] = 0.0
+    free[j0] = False
+    m += 1
+    lam = lam0
     eps = 1e-10 * lam0
     ninf = -np.inf
     for _ in range(max_steps):
         for i in range(m):
             sv = 0.0
             for a in range(m):
-                sv += inv[i, a] * sg[a]
+                if order[a] >= fixed:
+                    sv += inv[i, a] * sg[a]
             v[i] = sv
         for j in range(k):
             f[j] = 0.0
@@ -178,7 +172,9 @@ def _homotopy(
                 il = i
         # Join candidates of both signs for every slot, branch-free (so the loop can be
         # vectorised): a zero denominator gives inf or nan, which the range test drops.
-        for j in range(k):
+        # A moving slot meets |d_j| = lam; a fixed one |d_j| = l1 (or l1 + tol where it
+        # starts between the two, as the previous round's KKT test allows).
+        for j in range(fixed, k):
             fj = f[j]
             dj = d[j]
             ej = dj - lam * fj
@@ -187,6 +183,19 @@ def _homotopy(
             lp = lp if (lp < lim and lp > l1) else ninf
             ln = ln if (ln < lim and ln > l1) else ninf
             over = abs(dj) > lam + eps  # overdue: a near-tie skipped by eps
+            lp = lam if (over and dj > 0.0) else lp
+            ln = lam if (over and dj < 0.0) else ln
+            cand_p[j] = lp if free[j] else ninf
+            cand_n[j] = ln if free[j] else ninf
+        for j in range(fixed):
+            fj = f[j]
+            dj = d[j]
+            bnd = l1 + tol if abs(dj) > l1 else l1
+            lp = lam + (bnd - dj) / fj
+            ln = lam - (bnd + dj) / fj
+            lp = lp if (lp < lim and lp > l1) else ninf
+            ln = ln if (ln < lim and ln > l1) else ninf
+            over = abs(dj) > l1 + tol
             lp = lam if (over and dj > 0.0) else lp
             ln = lam if (over and dj < 0.0) else ln
             cand_p[j] = lp if free[j] else ninf
@@ -205,7 +214,7 @@ def _homotopy(
                 jj = j
                 jsign = -1.0
         if best_leave == ninf and best_join == ninf:
-            return _end_point(h, b, l1, tol, order, sg, m, c), t
+            return _end_point(h, b, l1, tol, order, sg, m, c)
         mu = best_leave if best_leave >= best_join else best_join
         step = mu - lam
         for i in range(m):
@@ -233,38 +242,44 @@ def _homotopy(
                 cur[il] = cur[last]
             m = last
         else:
-            q = h[jj, jj]
-            sigma = q
-            for i in range(m):
-                acc = 0.0
-                for a in range(m):
-                    acc += inv[i, a] * h[order[a], jj]
-                z[i] = acc
-                sigma -= h[order[i], jj] * acc
-            if not sigma > 1e-12 * q:
-                return _FAIL, t  # the new atom is (numerically) in the span of the active ones
-            for i in range(m):
-                zi = z[i] / sigma
-                for a in range(m):
-                    inv[i, a] += zi * z[a]
-                inv[i, m] = -zi
-                inv[m, i] = -zi
-            inv[m, m] = 1.0 / sigma
+            if not _border(h, inv, order, m, jj, z):
+                return _FAIL  # the new atom is (numerically) in the span of the active ones
             order[m] = jj
             sg[m] = jsign
             cur[m] = 0.0
             free[jj] = False
             m += 1
-        if t < cap:
-            plam[t] = lam
-            for j in range(k):
-                pc[t, j] = 0.0
-                ps[t, j] = 0.0
-            for i in range(m):
-                pc[t, order[i]] = cur[i]
-                ps[t, order[i]] = sg[i]
-            t += 1
-    return _STEPS, t
+    return _STEPS
+
+
+@_jit
+def _border(
+    h: npt.NDArray[np.float64],
+    inv: npt.NDArray[np.float64],
+    order: npt.NDArray[np.int64],
+    m: int,
+    jj: int,
+    z: npt.NDArray[np.float64],
+) -> bool:
+    """Grow ``inv[:m, :m] = h[order, order]^-1`` by slot ``jj`` (bordering); False if singular."""
+    q = h[jj, jj]
+    sigma = q
+    for i in range(m):
+        acc = 0.0
+        for a in range(m):
+            acc += inv[i, a] * h[order[a], jj]
+        z[i] = acc
+        sigma -= h[order[i], jj] * acc
+    if not sigma > 1e-12 * q:
+        return False
+    for i in range(m):
+        zi = z[i] / sigma
+        for a in range(m):
+            inv[i, a] += zi * z[a]
+        inv[i, m] = -zi
+        inv[m, i] = -zi
+    inv[m, m] = 1.0 / sigma
+    return True
 
 
 @_jit
@@ -407,12 +422,8 @@ def homotopy_ws(
 
     Returns ``(c, status)``; ``status != OK`` means no certified answer (use another path).
     """
-    k = b.shape[0]
-    c = np.zeros(k)
-    cap = max_steps + 1
-    status, _ = _homotopy(
-        h, b, l1, tol, max_steps, c, np.empty(cap), np.empty((cap, k)), np.empty((cap, k)), 0
-    )
+    c = np.zeros(b.shape[0])
+    status = _homotopy(h, b, l1, tol, max_steps, c, 0)
     return c, status
 
 
@@ -455,41 +466,22 @@ def _top(score: npt.NDArray[np.float64], k: int) -> npt.NDArray[np.int64]:
 
 
 @_jit
-def _first_crossing(
-    h: npt.NDArray[np.float64],
-    b: npt.NDArray[np.float64],
-    plam: npt.NDArray[np.float64],
-    pc: npt.NDArray[np.float64],
-    n_bp: int,
-    k_prev: int,
-) -> int:
-    """First recorded breakpoint where a slot ``>= k_prev`` has ``|b_j - h_j c| > lam``.
-
-    Returns ``n_bp`` if there is none (the crossing is on the last stretch); 0 means the
-    path must start from the top.
-    """
-    k = b.shape[0]
-    nz = np.empty(k_prev, np.int64)
-    for t in range(n_bp):
-        lam = plam[t]
-        m = 0
-        for a in range(k_prev):
-            if pc[t, a] != 0.0:
-                nz[m] = a
-                m += 1
-        for j in range(k_prev, k):
-            hj = h[j]
-            dj = b[j]
-            for i in range(m):
-                dj -= hj[nz[i]] * pc[t, nz[i]]
-            if abs(dj) > lam:
-                return t
-    return n_bp
+def _dot_row(atoms: npt.NDArray[np.float32], j: int, y64: npt.NDArray[np.float64]) -> float:
+    """``atoms[j] . y`` accumulated in float64 (an exact correlation, on demand)."""
+    row = atoms[j]
+    s = 0.0
+    for i in range(row.shape[0]):
+        s += float(row[i]) * y64[i]
+    return s
 
 
 @_jit
 def _solve_row(
-    r: npt.NDArray[Any],
+    r64: npt.NDArray[np.float64],
+    radius: float,
+    pass_err: npt.NDArray[np.float64],
+    y64: npt.NDArray[np.float64],
+    atoms: npt.NDArray[np.float32],
     gram: npt.NDArray[Any],
     l1: float,
     l2: float,
@@ -501,9 +493,21 @@ def _solve_row(
     out_idx: npt.NDArray[np.int64],
     out_val: npt.NDArray[np.float32],
 ) -> tuple[int, int]:
-    """One row: returns ``(status, support size)``; the support goes into ``out_*``."""
-    n = r.shape[0]
-    r64 = r.astype(np.float64)
+    """One row: returns ``(status, support size)``; the support goes into ``out_*``.
+
+    ``r64`` is the screening pass ``D y``. Exact when ``pass_err`` is empty; otherwise a
+    low-precision pass with ``|r64[j] - D_j y| <= pass_err[j] * radius``: then the exact
+    ``D_j y`` (``_dot_row`` on the fp32 ``atoms``) replaces ``r64[j]`` for every atom that
+    joins the working set (it enters the solution) and for every atom whose KKT test the
+    bound cannot decide, so the answer is the one the exact pass gives.
+    """
+    n = r64.shape[0]
+    approx = pass_err.shape[0] > 0
+    known = np.ones(n, np.bool_) if not approx else np.zeros(n, np.bool_)
+    slack = 0.0  # the largest pass error: candidates are collected within it
+    if approx:
+        for j in range(n):
+            slack = max(slack, pass_err[j] * radius)
     score = np.abs(r64)
     in_w = np.zeros(n, np.bool_)
     w = np.empty(n, np.int64)
@@ -523,19 +527,17 @@ def _solve_row(
     viol = np.empty(n, np.int64)
     act = np.empty(n, np.int64)
     h = np.empty((0, 0))
+    c = np.zeros(n)  # the working set's answer, by slot
     k_old = 0
-    # The previous round's path (see _homotopy): plam[t], pc[t, :k_old], ps[t, :k_old].
-    plam = np.empty(0)
-    pc = np.empty((0, 0))
-    ps = np.empty((0, 0))
-    n_bp = 0
-    k_prev = 0
     for _ in range(max_rounds):
         # The working-set system, grown from the previous round's (the Gram is
         # symmetric: one triangle is read).
         h_new = np.empty((k, k))
         h_new[:k_old, :k_old] = h
         for i in range(k_old, k):
+            if not known[w[i]]:
+                r64[w[i]] = _dot_row(atoms, w[i], y64)
+                known[w[i]] = True
             gi = gram[w[i]]
             for a in range(i + 1):
                 x = float(gi[w[a]])
@@ -543,32 +545,15 @@ def _solve_row(
                 h_new[a, i] = x
             h_new[i, i] += l2
         h = h_new
-        k_old = k
         bw = r64[w[:k]]
         # (Primal-dual active-set steps from an earlier token's answer were tried here: on
         # these correlated atoms they mostly cycle; seeding the working set is what helps.)
-        c = np.empty(k)
-        # The path on the grown set is the previous one down to the first breakpoint
-        # where a new atom's correlation exceeds lam (|d_j(lam)| <= lam holds on a
-        # stretch iff at both ends): resume just above it instead of from the top.
-        t0 = _first_crossing(h, bw, plam, pc, n_bp, k_prev)
-        max_steps = 8 * k + 16
-        cap = t0 + max_steps + 1
-        # Uninitialised: only the rows in use are touched (fresh zeroed pages fault).
-        plam_new = np.empty(cap)
-        pc_new = np.empty((cap, k))
-        ps_new = np.empty((cap, k))
-        if t0 > 0:
-            plam_new[:t0] = plam[:t0]
-            pc_new[:t0, :k_prev] = pc[:t0, :k_prev]
-            ps_new[:t0, :k_prev] = ps[:t0, :k_prev]
-            pc_new[:t0, k_prev:] = 0.0
-            ps_new[:t0, k_prev:] = 0.0
-        plam, pc, ps = plam_new, pc_new, ps_new
-        status, n_bp = _homotopy(h, bw, l1, tol, max_steps, c, plam, pc, ps, t0)
+        # Later rounds continue from the previous answer: only the new atoms' weight moves
+        # (see _homotopy), so the path is not walked again from the top.
+        status = _homotopy(h, bw, l1, tol, 8 * k + 16, c[:k], k_old)
         if status != OK:
             return status, 0
-        k_prev = k
+        k_old = k
         done = k >= n
         if not done:
             # KKT on every atom: g = D (y - D_W^T c_W) = r - c_W G_W.
@@ -599,12 +584,28 @@ def _solve_row(
                     g[j] -= ci * float(gi[j])
                 a += 1
             nviol = 0
+            thr = l1 + tol
             for j in range(n):
                 sj = 0.0 if in_w[j] else abs(g[j])
                 score[j] = sj
-                if sj > l1 + tol:
+                if sj > thr - slack:
                     viol[nviol] = j
                     nviol += 1
+            if approx:
+                # Undecided by the pass's error bound: take the exact correlation.
+                cand = nviol
+                nviol = 0
+                for p in range(cand):
+                    j = viol[p]
+                    if not known[j] and abs(score[j] - thr) <= pass_err[j] * radius:
+                        exact = _dot_row(atoms, j, y64)
+                        g[j] += exact - r64[j]
+                        r64[j] = exact
+                        known[j] = True
+                        score[j] = abs(g[j])
+                    if score[j] > thr:
+                        viol[nviol] = j
+                        nviol += 1
             done = nviol == 0
         if done:
             nnz = 0
@@ -653,9 +654,16 @@ def solve_gram_rows(
     idx = np.empty((bsz, n), np.int64)
     val = np.empty((bsz, n), np.float32)
     counts = np.zeros(bsz, np.int64)
+    no_err = np.empty(0)
+    no_y = np.empty(0)
+    no_atoms = np.empty((0, 0), np.float32)
     for i in range(bsz):
         status, nnz = _solve_row(
-            r[i],
+            r[i].astype(np.float64),
+            0.0,
+            no_err,
+            no_y,
+            no_atoms,
             gram,
             l1,
             l2,
@@ -670,6 +678,88 @@ def solve_gram_rows(
         if status != OK:
             return idx[:, :0], val[:, :0], status
         counts[i] = nnz
+    return _compact(idx, val, counts)
+
+
+@_jit
+def _pass_int16(
+    q: npt.NDArray[np.int16],
+    scale: npt.NDArray[np.float32],
+    y: npt.NDArray[np.float32],
+    out: npt.NDArray[np.float64],
+) -> None:
+    """``out = scale * (q @ y)``: the screening pass over int16 atoms (half the bytes)."""
+    n, d = q.shape
+    for j in range(n):
+        row = q[j]
+        s = np.float32(0.0)
+        for i in range(d):
+            s += np.float32(row[i]) * y[i]
+        out[j] = float(s * scale[j])
+
+
+@_jit
+def solve_lowp_rows(
+    y: npt.NDArray[np.float32],
+    q: npt.NDArray[np.int16],
+    scale: npt.NDArray[np.float32],
+    pass_err: npt.NDArray[np.float64],
+    atoms: npt.NDArray[np.float32],
+    gram: npt.NDArray[Any],
+    l1: float,
+    l2: float,
+    tol: float,
+    screen: int,
+    max_rounds: int,
+    seed_idx: npt.NDArray[np.int64],
+    seed_on: npt.NDArray[np.bool_],
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32], int]:
+    """``solve_gram_rows`` for rows ``y`` (b, d), screened by an int16 pass.
+
+    ``q * scale[:, None]`` approximates the fp32 ``atoms`` with ``|D_j y - pass_j| <=
+    pass_err[j] * ||y||`` (``pace.solver._screen``); every value that enters the answer or
+    decides a KKT test is exact (see ``_solve_row``). Same results layout and status.
+    """
+    bsz = y.shape[0]
+    n = q.shape[0]
+    idx = np.empty((bsz, n), np.int64)
+    val = np.empty((bsz, n), np.float32)
+    counts = np.zeros(bsz, np.int64)
+    for i in range(bsz):
+        y32 = np.ascontiguousarray(y[i])
+        y64 = y32.astype(np.float64)
+        radius = np.sqrt(np.sum(y64 * y64))
+        r64 = np.empty(n)
+        _pass_int16(q, scale, y32, r64)
+        status, nnz = _solve_row(
+            r64,
+            radius,
+            pass_err,
+            y64,
+            atoms,
+            gram,
+            l1,
+            l2,
+            tol,
+            screen,
+            max_rounds,
+            seed_idx[i],
+            seed_on[i],
+            idx[i],
+            val[i],
+        )
+        if status != OK:
+            return idx[:, :0], val[:, :0], status
+        counts[i] = nnz
+    return _compact(idx, val, counts)
+
+
+@_jit
+def _compact(
+    idx: npt.NDArray[np.int64], val: npt.NDArray[np.float32], counts: npt.NDArray[np.int64]
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32], int]:
+    """Rows' supports (``counts[i]`` leading entries) as (b, k), padded (see above)."""
+    bsz = idx.shape[0]
     kmax = max(1, counts.max())
     out_idx = np.empty((bsz, kmax), np.int64)
     out_val = np.zeros((bsz, kmax), np.float32)

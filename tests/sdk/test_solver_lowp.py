@@ -1,0 +1,133 @@
+"""The int16 screening pass: its error bound, and answers equal to the exact pass's."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from pace.solver import ElasticNet, ElasticNetConfig, _compiled, kkt_violation
+from pace.solver._screen import Int16Atoms, quantize_rows
+
+pytestmark = pytest.mark.skipif(not _compiled.AVAILABLE, reason="numba is not installed")
+
+L1, L2 = 0.05 * 0.95, 0.05 * 0.05
+
+
+def _unit_atoms(n: int, d: int, seed: int) -> np.ndarray:
+    """Correlated unit rows with an outlier dimension, like residual-stream atoms."""
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((n, d)) + 2.0 * rng.standard_normal(d)
+    a[:, 3] *= 15.0
+    a /= np.linalg.norm(a, axis=1, keepdims=True)
+    return a.astype(np.float32)
+
+
+def test_the_pass_stays_within_its_bound() -> None:
+    atoms = _unit_atoms(600, 128, seed=0)
+    rng = np.random.default_rng(1)
+    for levels in (32767, 255):
+        screen = quantize_rows(atoms, levels=levels)
+        for scale in (1.0, 1e-3, 40.0):
+            y = (scale * rng.standard_normal(128)).astype(np.float32)
+            got = np.empty(600)
+            _compiled._pass_int16(screen.q, screen.scale, y, got)
+            exact = atoms.astype(np.float64) @ y.astype(np.float64)
+            bound = screen.err * np.linalg.norm(y.astype(np.float64))
+            assert np.all(np.abs(got - exact) <= bound)
+            assert np.abs(got - exact).max() > 0.01 * bound.max()  # a bound, not a guess
+
+
+def _near_threshold_problem(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Atoms of which many have ``|D_j (y - D^T c*)|`` within 5e-5 of the threshold.
+
+    Solve on a base dictionary, then add atoms whose correlation with the optimal residual
+    is ``L1 +- delta`` (5e-6 <= delta <= 5e-5: far below a coarse pass's error, and clear
+    of the KKT tolerance 1e-6): those above the threshold change the answer, those below
+    must stay out, and only exact correlations tell them apart.
+    """
+    base = _unit_atoms(400, 96, seed)
+    rng = np.random.default_rng(seed + 100)
+    y = base[rng.integers(0, 400, 6)].T @ rng.standard_normal(6)
+    y = (y + 0.2 * np.linalg.norm(y) * rng.standard_normal(96) / 96**0.5).astype(np.float32)
+    y /= np.linalg.norm(y)
+    solver = ElasticNet(torch.from_numpy(base))
+    c = solver.solve(torch.from_numpy(y)).double().numpy()
+    res = y.astype(np.float64) - c @ base.astype(np.float64)
+    unit = res / np.linalg.norm(res)
+    extra = []
+    for sign in (1.0, -1.0):
+        steps = np.linspace(5e-6, 5e-5, 20)
+        for delta in np.concatenate([-steps, steps]):
+            alpha = sign * (L1 + delta) / np.linalg.norm(res)
+            u = rng.standard_normal(96)
+            u -= (u @ unit) * unit
+            extra.append(alpha * unit + np.sqrt(1.0 - alpha**2) * u / np.linalg.norm(u))
+    atoms = np.concatenate([base, np.asarray(extra, np.float32)])
+    return atoms / np.linalg.norm(atoms, axis=1, keepdims=True), y[None]
+
+
+def _solve(
+    screen: Int16Atoms | None, atoms: np.ndarray, y: np.ndarray, screen_size: int
+) -> np.ndarray:
+    gram = atoms @ atoms.T
+    gram = (gram + gram.T) / 2
+    seeds = np.zeros((1, 0), np.int64), np.zeros((1, 0), np.bool_)
+    args = (gram, L1, L2, 1e-6, screen_size, 50, *seeds)
+    if screen is None:
+        idx, val, status = _compiled.solve_gram_rows((y @ atoms.T).astype(np.float32), *args)
+    else:
+        idx, val, status = _compiled.solve_lowp_rows(
+            y, screen.q, screen.scale, screen.err, atoms, *args
+        )
+    assert status == _compiled.OK  # the kernel itself, not a fallback
+    c = np.zeros(atoms.shape[0])
+    np.add.at(c, idx[0], val[0].astype(np.float64))
+    return c
+
+
+def _objective(atoms: np.ndarray, y: np.ndarray, c: np.ndarray) -> float:
+    res = y[0].astype(np.float64) - c @ atoms.astype(np.float64)
+    return float(0.5 * res @ res + L1 * np.abs(c).sum() + 0.5 * L2 * c @ c)
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("levels", [32767, 127])
+@pytest.mark.parametrize("screen_size", [4, 32])
+def test_low_precision_pass_gives_the_exact_answer(
+    seed: int, levels: int, screen_size: int
+) -> None:
+    # levels=127: a pass about 250x coarser than int16's, so that the near-threshold atoms
+    # are all undecided by it; the exact correlations must still settle every one.
+    atoms, y = _near_threshold_problem(seed)
+    exact = _solve(None, atoms, y, screen_size)
+    screen = quantize_rows(atoms, levels=levels)
+    got = _solve(screen, atoms, y, screen_size)
+    assert np.array_equal(got != 0, exact != 0)
+    assert int((got[400:] != 0).sum()) >= 5  # the near-threshold atoms matter here
+    ref = _objective(atoms, y, exact)
+    assert abs(_objective(atoms, y, got) - ref) <= 1e-9 * ref
+    np.testing.assert_allclose(got, exact, atol=1e-5)  # r in float64 vs a float32 product
+    c = torch.from_numpy(got).float()[None]
+    viol = kkt_violation(torch.from_numpy(atoms), torch.from_numpy(y), c, alpha=0.05, tau=0.95)
+    assert float(viol.max()) <= 1e-5
+
+
+def test_a_bound_that_lies_changes_the_answer() -> None:
+    # The same coarse pass claiming to be exact: undecided atoms are then decided by the
+    # rounded correlations, and the support comes out wrong. (Shows the test above can fail.)
+    atoms, y = _near_threshold_problem(0)
+    exact = _solve(None, atoms, y, 32)
+    coarse = quantize_rows(atoms, levels=127)
+    lying = coarse._replace(err=np.full_like(coarse.err, 1e-300))
+    got = _solve(lying, atoms, y, 32)
+    assert not np.array_equal(got != 0, exact != 0)
+
+
+def test_solver_default_on_cpu_matches_the_numpy_path() -> None:
+    atoms, y = _near_threshold_problem(1)
+    t_atoms, t_y = torch.from_numpy(atoms), torch.from_numpy(y)
+    got = ElasticNet(t_atoms).solve(t_y)
+    ref = ElasticNet(t_atoms, config=ElasticNetConfig(compiled=False)).solve(t_y)
+    assert torch.equal(got != 0, ref != 0)
+    torch.testing.assert_close(got, ref, atol=2e-6, rtol=1e-5)
