@@ -171,7 +171,7 @@ def _readable(namespace_id: int) -> sql.Composed:
 
 
 CONTEXT = """
-WITH r AS (
+WITH r AS MATERIALIZED (
     SELECT COALESCE(
         %(recipe)s::bigint,
         (SELECT recipe_id FROM atoms WHERE model_id = %(model)s AND layer = %(layer)s
@@ -182,13 +182,14 @@ SELECT m.hidden_size, m.num_layers, r.id,
     (SELECT recipe_id FROM atoms WHERE model_id = %(model)s AND layer = %(layer)s
      AND recipe_id > r.id ORDER BY recipe_id LIMIT 1),
     EXISTS (SELECT 1 FROM recipes WHERE id = r.id),
-    COALESCE((SELECT i.indisvalid FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid
-              WHERE c.relname = format('ix_atoms_bq_m%%s_l%%s_r%%s', m.id, %(layer)s, r.id)),
+    COALESCE((SELECT i.indisvalid FROM pg_index i WHERE i.indexrelid =
+              to_regclass(format('ix_atoms_bq_m%%s_l%%s_r%%s', m.id, %(layer)s, r.id))),
              false)
 FROM r LEFT JOIN models m ON m.id = %(model)s
 """
 """One round trip: the model, the recipe (given or the layer's only one), and whether
-the layer's index is valid."""
+the layer's index is valid (``r`` materialized: the recipe is looked up once, not once
+per use)."""
 _CONTEXT_COLUMNS = 6
 
 
@@ -217,12 +218,15 @@ def _index_search(
     label_col: sql.Composable,
     label_join: sql.Composable,
 ) -> sql.Composed:
+    # The pool is ranked before the concepts are joined, so that only the rows taken
+    # (k when all are readable) look up their concept, not the whole pool.
     return sql.SQL(
-        "WITH x AS MATERIALIZED (SELECT a.concept_id, a.vector FROM atoms a WHERE {where} "
+        "WITH p AS MATERIALIZED (SELECT a.concept_id, a.vector FROM atoms a WHERE {where} "
         "ORDER BY {qa} <~> %(code)s::bit({dim}) LIMIT {pool}) "
-        "SELECT x.concept_id, c.name, x.vector <=> %(q)s AS dist, {label} "
-        "FROM x JOIN concepts c ON c.id = x.concept_id {label_join} "
-        "WHERE {readable} ORDER BY dist LIMIT {k}"
+        "SELECT x.concept_id, c.name, x.dist, {label} "
+        "FROM (SELECT concept_id, vector <=> %(q)s AS dist FROM p ORDER BY dist) x "
+        "JOIN concepts c ON c.id = x.concept_id {label_join} "
+        "WHERE {readable} ORDER BY x.dist LIMIT {k}"
     ).format(
         where=where,
         qa=quantized_expr(hidden_size, sql.SQL("a.code")),
