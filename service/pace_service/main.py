@@ -17,6 +17,7 @@ from .api.deps import Principal
 from .api.errors import install_error_handlers
 from .api.key_cache import KeyCache
 from .api.limits import BodyLimitMiddleware
+from .api.nearest_fast import NearestFastPath
 from .core.async_db import AsyncConnections, libpq_url
 from .core.config import Settings
 from .core.db import create_engine, create_session_factory
@@ -123,6 +124,8 @@ def create_app(
         libpq_url(search_engine), size=settings.db_pool_size, limit=settings.db_pool_size
     )
     install_error_handlers(app)
+    # Added first, so it runs inside the body limits (the last added is the outermost).
+    app.add_middleware(NearestFastPath, path=f"{API_PREFIX}/search/nearest")
     app.add_middleware(
         BodyLimitMiddleware,
         max_upload_bytes=settings.max_upload_bytes,

@@ -5,13 +5,15 @@ injection (each FastAPI sync dependency is a worker-thread hop of its own, about
 costly as the search itself on a busy machine). The body is read once and decoded by
 :mod:`..nearest_body` (JSON or a binary vector). A search whose key is in the key cache
 and whose (model, layer) was searched through its index before is answered on the event
-loop in one pipelined round trip (:mod:`...store.search_async`); any other runs
-authentication and the search in **one** worker-thread call, on the autocommit search
-pool. The answer is serialized once by pydantic.
+loop in one statement (:func:`answer_on_loop`, :mod:`...store.search_async`), before
+FastAPI's routing (:mod:`..nearest_fast`); the route runs any other: authentication and
+the search in **one** worker-thread call, on the autocommit search pool. The answer is
+serialized once by pydantic.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import psycopg
@@ -24,11 +26,12 @@ from ...core.security import hash_key
 from ...schemas.search import NearestBinaryParams, NearestPublic, NearestRequest, NeighborPublic
 from ...store import search as store
 from ...store.search_async import nearest_guessed
-from ..deps import bearer, key_cache, resolve_principal
+from ..deps import Principal, bearer, key_cache, resolve_principal
+from ..key_cache import KeyCache
 from ..limits import read_body
 from ..nearest_body import BINARY_TYPE, JSON_TYPE, decode_nearest
 
-__all__ = ["router"]
+__all__ = ["MAX_BODY_BYTES", "answer_on_loop", "router"]
 
 router = APIRouter(tags=["search"])
 
@@ -137,24 +140,29 @@ async def search_nearest(request: Request) -> Response:
     the answer says which. Only concepts readable by the caller are returned; labels
     come from ``partition_id``, or from ``task_id``'s latest partition of the version.
     """
+    # The hot path (:mod:`..nearest_fast`) tried this request before the routing and
+    # declined it: answer through the full path.
     credentials = await bearer(request)
     body = await read_body(request, MAX_BODY_BYTES)
     secret = credentials.credentials if credentials is not None else None
-    payload = await _search_on_loop(request, secret, body)
-    if payload is None:
-        payload = await run_in_threadpool(_search, request.app, secret, request, body)
+    payload = await run_in_threadpool(_search, request.app, secret, request, body)
     return Response(payload, media_type=JSON_TYPE)
 
 
-async def _search_on_loop(request: Request, secret: str | None, body: bytes) -> bytes | None:
+async def answer_on_loop(
+    app: FastAPI,
+    secret: str,
+    content_type: str | None,
+    query_params: Mapping[str, str],
+    body: bytes,
+) -> bytes | None:
     """The answer without a worker thread, when the key is cached and the search can be
     guessed (see :mod:`...store.search_async`); None sends it the full path."""
-    cache = key_cache(request)
-    principal = cache.get(hash_key(secret)) if cache is not None and secret else None
+    cache: KeyCache[Principal] | None = getattr(app.state, "key_cache", None)
+    principal = cache.get(hash_key(secret)) if cache is not None else None
     if principal is None:
         return None
-    query = decode_nearest(request.headers.get("content-type"), request.query_params, body)
-    app = request.app
+    query = decode_nearest(content_type, query_params, body)
     guess = store.guess_for(store.search_hints(app.state.search_engine), query)
     if guess is None:
         return None
