@@ -120,11 +120,12 @@ def run(
         )
         t_numpy = timeit(lambda: numpy_path.solve(y), max(2, reps // 5), device)
     else:
-        # The same solver with the working-set systems solved by torch steps on the device.
-        on_device = ElasticNet(
-            atoms, alpha=ALPHA, tau=TAU, config=ElasticNetConfig(host_subproblem=False)
+        cuda_figures(solver, atoms, y, reps)
+        # The general path (rounds decided on the host, systems by the compiled homotopy).
+        general = ElasticNet(
+            atoms, alpha=ALPHA, tau=TAU, config=ElasticNetConfig(fixed_schedule=False)
         )
-        t_numpy = timeit(lambda: on_device.solve(y), max(2, reps // 5), device)
+        t_numpy = timeit(lambda: general.solve(y), max(2, reps // 5), device)
     # The steering case: the same layer at the next token, warm-started from this one.
     g = torch.Generator().manual_seed(batch + 1)
     y_next = y.float().cpu() + 0.3 * torch.randn(y.shape, generator=g) / d**0.5
@@ -158,10 +159,39 @@ def run(
         f"sklearn {t_sk * ms:10.1f} ms  floor {t_floor * ms:7.3f} ms | "
         f"sklearn/ours {t_sk / t_ours:8.1f}x  fista50/ours {t_fista / t_ours:6.2f}x  "
         f"ours/floor {t_ours / t_floor:6.1f}x | "
-        f"{'numpy path' if device.type == 'cpu' else 'systems on device'} {t_numpy * ms:.3f} ms "
+        f"{'numpy path' if device.type == 'cpu' else 'general path'} {t_numpy * ms:.3f} ms "
         f"({t_numpy / t_ours:.1f}x ours) | per row {t_ours / batch * ms:.3f} ms | "
         f"nnz {nnz:.1f}  kkt {viol:.1e}  fista50 obj +{fista_excess:.1e} | "
         f"next token cold {t_next * ms:.3f} ms, warm {t_warm * ms:.3f} ms",
+        flush=True,
+    )
+
+
+def cuda_figures(solver: ElasticNet, atoms: torch.Tensor, y: torch.Tensor, reps: int) -> None:
+    """The fixed schedule on CUDA: certified rows, and its cost with and without host waits.
+
+    ``graph, waited``: one ``try_solve_sparse`` (a CUDA graph replay) and a sync, per call;
+    ``graph, queued``: 50 calls queued back to back and one sync (what a steered model sees:
+    the device time per call, while the host goes on); ``eager``: the same schedule launched
+    kernel by kernel (no graph).
+    """
+    _, ok = solver.try_solve_sparse(y)
+    t_wait = timeit(lambda: solver.try_solve_sparse(y), reps, y.device)
+
+    def queued() -> None:
+        for _ in range(50):
+            solver.try_solve_sparse(y)
+
+    t_queue = timeit(queued, max(3, reps // 10), y.device) / 50
+    eager_cfg = ElasticNetConfig(cuda_graphs=False)
+    eager = ElasticNet(atoms, alpha=ALPHA, tau=TAU, config=eager_cfg)
+    t_eager = timeit(lambda: eager.try_solve_sparse(y), max(3, reps // 3), y.device)
+    graphed = solver._graphed
+    capture = "ok" if graphed is None or graphed.capture_error is None else graphed.capture_error
+    print(
+        f"  fixed schedule b={y.shape[0]}: certified {int(ok.sum())}/{ok.numel()} rows | graph, "
+        f"waited {t_wait * 1e3:.3f} ms; graph, queued {t_queue * 1e3:.3f} ms per call; eager "
+        f"{t_eager * 1e3:.3f} ms | capture: {capture}",
         flush=True,
     )
 

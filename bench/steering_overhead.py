@@ -178,6 +178,8 @@ def run(model: Any, enc: dict[str, Tensor], atoms: dict[int, Tensor], undesirabl
         "PaCE (alpha 0.05, tau 0.95)": PaCE(),
         CENTERED: SinkGuard(PaCE()),
     }
+    if device == "cuda":  # the synchronous variant: waits for every solve's certificate
+        configs["PaCE, deferred_check=False"] = PaCE(deferred_check=False)
     # The atoms as `pace chat`, the demo and the evaluation harness use them: centered,
     # their mean kept as one benign atom (docs/evaluation.md).
     labels = undesirable.to(torch.int8)
@@ -194,6 +196,7 @@ def run(model: Any, enc: dict[str, Tensor], atoms: dict[int, Tensor], undesirabl
     steer(model, atoms, undesirable=undesirable, method=PaCE()).remove()
     attach_s = time.perf_counter() - t0
     times: dict[str, list[float]] = {name: [] for name in configs}
+    uncertified: dict[str, int] = {}
     outputs: dict[str, Tensor] = {}
     with torch.no_grad():
         for name, method in configs.items():  # warm-up (allocator, solver caches)
@@ -213,6 +216,7 @@ def run(model: Any, enc: dict[str, Tensor], atoms: dict[int, Tensor], undesirabl
                     ms, out = _time_generate(generate(args.new_tokens), device, args.new_tokens)
                 finally:
                     if handle is not None:
+                        uncertified[name] = uncertified.get(name, 0) + handle.uncertified_rows
                         handle.remove()
                 times[name].append(ms)
                 outputs[name] = out
@@ -232,6 +236,7 @@ def run(model: Any, enc: dict[str, Tensor], atoms: dict[int, Tensor], undesirabl
     differs = not torch.equal(outputs["PaCE (alpha 0.05, tau 0.95)"], outputs["vanilla"])
     print(f"NoOp output == vanilla: {same}; PaCE output differs: {differs}")
     print(f"layer-token edits with an undesirable atom active: {edited:.1%}")
+    print(f"token rows left unedited (uncertified, deferred check): {uncertified}")
 
 
 def main() -> None:

@@ -36,6 +36,24 @@ class ElasticNetConfig:
     cpu_rowwise: bool = True
     """On CPU, solve rows one at a time in NumPy (far less per-call overhead); False runs
     the batched torch path that CUDA uses."""
+    fixed_schedule: bool = True
+    """On CUDA (with Triton, which PyTorch's CUDA builds include), and on CPU with
+    ``cpu_rowwise=False`` (with numba): first run the fixed-schedule solve, which reads
+    nothing back from the device until its end and is replayed as a CUDA graph
+    (``pace.solver._fixed``); rows it cannot certify go to the general path."""
+    device_screen: int = 16
+    """Fixed schedule: atoms in the first working set (those most correlated with ``y``)."""
+    device_rounds: int = 6
+    """Fixed schedule: growth rounds, each adding up to ``device_grow`` atoms that violate
+    KKT to the working set (which holds ``device_screen + device_rounds * device_grow``).
+    Many small rounds certify more rows than few large ones at the same capacity."""
+    device_grow: int = 8
+    """Fixed schedule: most atoms added to the working set per growth round."""
+    device_gram_max_n: int = 16_384
+    """Fixed schedule: cache the n x n Gram in fp16 when n is at most this (0 disables), so
+    that a KKT check at small batch reads |W| rows of it instead of all the atoms."""
+    cuda_graphs: bool = True
+    """Fixed schedule on CUDA: replay it from a captured CUDA graph."""
     host_subproblem: bool = True
     """Outside the CPU row-wise path (on accelerators, or with ``cpu_rowwise=False``): solve
     the small working-set systems on the host with the compiled homotopy when numba is
@@ -51,12 +69,21 @@ class ElasticNetConfig:
         if not isinstance(self.tau, int | float) or not 0.0 <= float(self.tau) <= 1.0:
             raise ValueError(f"tau must be a number in [0, 1]; got {self.tau!r}")
         _check_positive_float("tol", self.tol)
-        for name in ("max_iter", "screen_size", "max_pdas_iter", "fallback_iter"):
+        for name in (
+            "max_iter",
+            "screen_size",
+            "max_pdas_iter",
+            "fallback_iter",
+            "device_screen",
+            "device_grow",
+        ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive integer; got {value!r}")
-        if not isinstance(self.gram_max_n, int) or self.gram_max_n < 0:
-            raise ValueError(f"gram_max_n must be a non-negative integer; got {self.gram_max_n!r}")
+        for name in ("gram_max_n", "device_rounds", "device_gram_max_n"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"{name} must be a non-negative integer; got {value!r}")
 
     @property
     def l1(self) -> float:

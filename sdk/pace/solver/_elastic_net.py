@@ -27,9 +27,11 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from pace.solver import _compiled
+from pace.solver import _compiled, _triton_homotopy
 from pace.solver._config import ElasticNetConfig
 from pace.solver._errors import ConvergenceError
+from pace.solver._fixed import GRAM_DTYPE, FixedSchedule, Systems
+from pace.solver._graphs import GraphedFunction
 from pace.solver._host import solve_on_host
 from pace.solver._kkt import unit_rows
 from pace.solver._parallel import solve_gram_rows_threaded
@@ -113,6 +115,16 @@ class ElasticNet:
             cfg.host_subproblem and cfg.compiled and _compiled.AVAILABLE and cfg.l1 > 0.0
         )
         self._ridge_factor: torch.Tensor | None = None
+        # The fixed-schedule solve (no host reads; a CUDA graph on CUDA), where a
+        # working-set solver for it exists; rows it cannot certify go to the general path.
+        self._schedule: FixedSchedule | None = None
+        self._graphed: GraphedFunction | None = None
+        systems = self._schedule_systems(cfg, cpu)
+        if systems is not None:
+            self._schedule = self._fixed_schedule(cfg, systems)
+            self._graphed = GraphedFunction(self._schedule, max_shapes=4)
+            if not cfg.cuda_graphs:
+                self._graphed.capture_error = "disabled by ElasticNetConfig.cuda_graphs"
         self._gram_np: np.ndarray | None = None
         # The compiled kernel's fixed arguments, when it applies: CPU, a cached fp32 Gram
         # (one compiled signature keeps the one-off JIT cost down; fp64 atoms take the
@@ -194,7 +206,73 @@ class ElasticNet:
         self._check_y(y)
         return self._solve_codes(y.detach().reshape(-1, self.d), warm_start)
 
+    @property
+    def device_schedule(self) -> FixedSchedule | None:
+        """The fixed-schedule solve ``y -> (indices, values, ok)``, where there is one.
+
+        It reads nothing back from the device, so it can be captured inside a larger CUDA
+        graph (the steering edit does). Rows with ``ok`` False have zero values.
+        """
+        return self._schedule
+
+    def try_solve_sparse(self, y: torch.Tensor) -> tuple[SparseCodes, torch.Tensor]:
+        """Solve without reading anything back from the device; returns ``(codes, ok)``.
+
+        With the fixed schedule (CUDA) this returns at once: ``ok`` (b,) bool, on the
+        device, says which rows are certified optimal. Rows that are not (rare) have
+        all-zero ``values``; re-solve them with ``solve_sparse`` or leave them alone.
+        Without it, this is ``solve_sparse`` with every row ``ok``. Unlike ``solve_sparse``
+        it does not check ``y`` for NaN or Inf (a read-back): such rows come back not ``ok``.
+        """
+        if self._graphed is None:
+            codes = self.solve_sparse(y)
+            return codes, torch.ones(codes.indices.shape[0], dtype=torch.bool, device=self.device)
+        self._check_y(y, finite=False)
+        idx, val, ok = self._graphed(y.detach().reshape(-1, self.d).float())
+        return SparseCodes(idx, val), ok
+
     # -- the algorithm ------------------------------------------------------------------
+
+    def _schedule_systems(self, cfg: ElasticNetConfig, cpu: bool) -> Systems | None:
+        """The working-set solver for the fixed schedule here, or None (no fixed schedule)."""
+        if not cfg.fixed_schedule or cfg.l1 <= 0.0 or self._solve_dtype != torch.float32:
+            return None
+        if self.device.type == "cuda" and _triton_homotopy.AVAILABLE:
+            return _triton_homotopy.homotopy_systems
+        if cpu and not cfg.cpu_rowwise and self._host_subproblem:
+            return solve_on_host  # the same schedule on the CPU (it syncs; for testing)
+        return None
+
+    def _fixed_schedule(self, cfg: ElasticNetConfig, systems: Systems) -> FixedSchedule:
+        gram = None
+        if self.n <= cfg.device_gram_max_n:
+            a = self._compute if self._compute.dtype == torch.float16 else self._compute.float()
+            gram = (a @ a.T).to(GRAM_DTYPE)
+        return FixedSchedule(
+            atoms=self._compute,
+            l1=cfg.l1,
+            l2=cfg.l2,
+            tol=cfg.tol,
+            margin=self._margin,
+            gram=gram,
+            systems=systems,
+            screen_size=cfg.device_screen,
+            grow=cfg.device_grow,
+            rounds=cfg.device_rounds,
+        )
+
+    def _solve_fixed(self, y: torch.Tensor) -> SparseCodes:
+        """The fixed-schedule solve, with the rows it cannot certify solved again."""
+        assert self._graphed is not None
+        idx, val, ok = self._graphed(y.float())
+        if bool(ok.all()):
+            return SparseCodes(idx, val)
+        bad = (~ok).nonzero().squeeze(1)
+        redo = self._solve_general(y.index_select(0, bad), None)
+        width = max(idx.shape[1], redo.indices.shape[1])
+        idx, val = _widen(idx, val, width)
+        redo_idx, redo_val = _widen(redo.indices, redo.values, width)
+        return SparseCodes(idx.index_copy(0, bad, redo_idx), val.index_copy(0, bad, redo_val))
 
     def _solve_codes(self, y: torch.Tensor, warm_start: SparseCodes | None = None) -> SparseCodes:
         self._check_warm_start(warm_start, y.shape[0])
@@ -203,6 +281,8 @@ class ElasticNet:
             codes = self._solve_compiled(y, warm_start)
             if codes is not None:
                 return codes
+        if self._graphed is not None and y.shape[0] > 0 and warm_start is None:
+            return self._solve_fixed(y)
         return self._solve_general(y, warm_start)
 
     @torch.no_grad()
@@ -410,7 +490,7 @@ class ElasticNet:
         idx = torch.arange(self.n, device=self.device).expand(y.shape[0], -1)
         return SparseCodes(idx, c)
 
-    def _check_y(self, y: torch.Tensor) -> bool:
+    def _check_y(self, y: torch.Tensor, *, finite: bool = True) -> bool:
         if not isinstance(y, torch.Tensor):
             raise ValueError(f"y must be a torch.Tensor; got {type(y).__name__}")
         if not y.is_floating_point():
@@ -421,6 +501,8 @@ class ElasticNet:
             )
         if y.device != self.device:
             raise ValueError(f"y is on {y.device} but the atoms are on {self.device}")
+        if not finite:
+            return y.ndim == 1
         if y.device.type == "cpu" and y.dtype in (torch.float32, torch.float64):
             # NumPy's check costs a few microseconds here, torch's about 20 (hot path).
             finite = bool(np.isfinite(y.detach().numpy()).all())
@@ -454,6 +536,15 @@ def _warm_rows(warm_start: SparseCodes | None) -> list[tuple[np.ndarray, np.ndar
         uniq, first = np.unique(i_row[on], return_index=True)
         rows.append((uniq.astype(np.int64), v_row[on][first]))
     return rows
+
+
+def _widen(idx: torch.Tensor, val: torch.Tensor, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pad (b, k) codes to ``width`` slots: repeated first index, value 0."""
+    extra = width - idx.shape[1]
+    if extra <= 0:
+        return idx, val
+    pad_idx = idx[:, :1].expand(-1, extra)
+    return torch.cat([idx, pad_idx], dim=1), torch.cat([val, val.new_zeros(val.shape[0], extra)], 1)
 
 
 def _check_atoms(atoms: torch.Tensor) -> None:

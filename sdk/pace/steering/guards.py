@@ -62,4 +62,6 @@ class SinkGuard:
                 full = coef.new_zeros(z.shape[0], coef.shape[1]).index_copy_(0, idx, coef)
             return out, full
 
+        if hasattr(edit, "uncertified_rows"):  # the wrapped edit's count, for the handle
+            guarded.uncertified_rows = edit.uncertified_rows  # type: ignore[attr-defined]
         return guarded

@@ -68,7 +68,7 @@ def _identity(z: Tensor) -> tuple[Tensor, Tensor | None]:
 class _PaCEEdit:
     """One layer's PaCE edit; a class only so that it can hold its solver."""
 
-    def __init__(self, solver: Any, undesirable: Tensor, d_u: Tensor) -> None:
+    def __init__(self, solver: Any, undesirable: Tensor, d_u: Tensor, deferred: bool) -> None:
         self._solver = solver
         # Row position among the undesirable atoms, or -1 for a benign atom.
         pos = torch.full(undesirable.shape, -1, dtype=torch.long, device=undesirable.device)
@@ -76,6 +76,38 @@ class _PaCEEdit:
         self._pos = pos
         self._n_u = d_u.shape[0]
         self._d_u = d_u  # (n_u, d) float32 unit rows
+        # On CUDA with the fixed-schedule solver, the whole edit (normalise, solve, remove)
+        # is one CUDA graph per input shape and nothing is read back: rows the solve cannot
+        # certify are left unedited and counted here, on the device.
+        self._graphed: Any = None
+        self._uncertified = torch.zeros((), dtype=torch.int64, device=undesirable.device)
+        schedule = getattr(solver, "device_schedule", None)
+        if deferred and schedule is not None and undesirable.device.type == "cuda":
+            from pace.solver._graphs import GraphedFunction
+
+            self._schedule = schedule
+            self._graphed = GraphedFunction(self._deferred_edit, max_shapes=4)
+
+    def uncertified_rows(self) -> int:
+        """Token rows left unedited so far because the fast solve could not certify them."""
+        return int(self._uncertified)
+
+    def _removal(self, idx: Tensor, val: Tensor) -> Tensor:
+        """(m, n_u) coefficients of the undesirable atoms from sparse codes."""
+        pos = self._pos[idx]
+        val_u = torch.where(pos >= 0, val, 0.0)
+        coef = val_u.new_zeros(val_u.shape[0], self._n_u + 1)
+        coef.scatter_add_(1, torch.where(pos >= 0, pos, self._n_u), val_u)
+        return coef[:, : self._n_u]
+
+    def _deferred_edit(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        zf = z.float()
+        norm = zf.norm(dim=1, keepdim=True)
+        idx, val, ok = self._schedule(zf / norm.clamp_min(_TINY))
+        self._uncertified.add_((~ok).sum())
+        c_u = self._removal(idx, val)
+        # Zero coefficients leave a row bit-identical: zf - 0 == zf, and back to z's dtype.
+        return torch.addmm(zf, norm * c_u, self._d_u, alpha=-1.0).to(z.dtype), c_u
 
     def _solve(self, y: Tensor) -> tuple[Tensor, Tensor]:
         # No warm start from the previous token: on SmolLM2 the supports of consecutive
@@ -85,18 +117,17 @@ class _PaCEEdit:
         return codes[0], codes[1]
 
     def __call__(self, z: Tensor) -> tuple[Tensor, Tensor | None]:
+        if self._graphed is not None:
+            edited, c_u = self._graphed(z)
+            return edited, c_u
         zf = z.float()
         norm = zf.norm(dim=1, keepdim=True)
         # Sparse codes: each row's working set (a few dozen atoms) and its coefficients.
         idx, val = self._solve(zf / norm.clamp_min(_TINY))
-        pos = self._pos[idx]
-        val_u = torch.where(pos >= 0, val, 0.0)
-        coef = val_u.new_zeros(val_u.shape[0], self._n_u + 1)
-        coef.scatter_add_(1, torch.where(pos >= 0, pos, self._n_u), val_u)
-        c_u = coef[:, : self._n_u]
+        c_u = self._removal(idx, val)
         # Fast path: the solution is sparse and most tokens activate no undesirable atom;
         # then z' == z exactly and the layer's output tensor is passed on untouched.
-        if not bool(val_u.any()):
+        if not bool(c_u.any()):
             return z, c_u
         edited = torch.addmm(zf, norm * c_u, self._d_u, alpha=-1.0)
         return edited.to(z.dtype), c_u
@@ -112,6 +143,14 @@ class PaCE:
     mean as one more benign atom (:mod:`pace.steering.transforms`; raw mean-activation
     atoms share a large component, and removing it breaks small models). The removed
     coefficients still cover the undesirable atoms only.
+
+    ``deferred_check`` (CUDA): run each layer's edit as one CUDA graph that never waits
+    for the solver's optimality certificate (a host read would stall the model's kernel
+    queue at every layer). A token row the fast solve cannot certify (rare: its support
+    needs more working-set rounds than the fixed schedule has) is then left unedited at
+    that layer and counted; the handle reports the count
+    (:attr:`~pace.steering.SteeringHandle.uncertified_rows`) and warns when removed.
+    False waits for every certificate and re-solves such rows exactly.
     """
 
     alpha: float = 0.05
@@ -119,6 +158,7 @@ class PaCE:
     atom_dtype: torch.dtype | None = None
     center: bool = False
     mean_atom: bool = False
+    deferred_check: bool = True
 
     def __post_init__(self) -> None:
         if not self.alpha > 0:
@@ -142,7 +182,7 @@ class PaCE:
                 )
         dtype = self.atom_dtype or (torch.float32 if atoms.device.type == "cpu" else torch.float16)
         solver = ElasticNet(atoms.to(dtype), alpha=self.alpha, tau=self.tau)
-        return _PaCEEdit(solver, undesirable, unit_rows(atoms[undesirable]))
+        return _PaCEEdit(solver, undesirable, unit_rows(atoms[undesirable]), self.deferred_check)
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,10 @@ Hooks are registered when ``steer()`` returns and removed by ``remove()`` or whe
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from types import TracebackType
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -39,8 +41,10 @@ class SteeringHandle:
         layers: list[int],
         concept_names: list[str],
         recorder: Recorder | None,
+        edits: list[Any] | None = None,
     ) -> None:
         self._hooks = hooks
+        self._edits = edits or []
         self.layers = layers
         """The edited layers, ascending."""
         self.concept_names = concept_names
@@ -51,10 +55,27 @@ class SteeringHandle:
     def active(self) -> bool:
         return bool(self._hooks)
 
+    @property
+    def uncertified_rows(self) -> int:
+        """Token rows, over all layers, that PaCE left unedited because its fast solve could
+        not certify them (CUDA with ``PaCE(deferred_check=True)``; 0 elsewhere)."""
+        return sum(e.uncertified_rows() for e in self._edits if hasattr(e, "uncertified_rows"))
+
     def remove(self) -> None:
         """Detach every hook (safe to call twice)."""
+        if not self._hooks:
+            return
         while self._hooks:
             self._hooks.pop().remove()
+        skipped = self.uncertified_rows
+        if skipped:
+            warnings.warn(
+                f"PaCE left {skipped} token row(s) unedited at some layer because the fast "
+                "solve could not certify their optimum; use PaCE(deferred_check=False) to "
+                "re-solve such rows exactly",
+                RuntimeWarning,
+                stacklevel=2,
+            )
 
     def __enter__(self) -> SteeringHandle:
         return self
@@ -234,4 +255,4 @@ def steer(
         for h in hooks:
             h.remove()
         raise
-    return SteeringHandle(hooks, chosen, undesirable_names, recorder)
+    return SteeringHandle(hooks, chosen, undesirable_names, recorder, list(edits.values()))
