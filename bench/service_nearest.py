@@ -27,7 +27,11 @@ the decoded answer, over one persistent httpx connection:
 The baseline in the same run is exact search (``exact: true``, a scan of all 40,000
 atoms), on a subset of the queries. ``--baseline-src DIR`` also starts the service of
 an older checkout (``DIR/service``, e.g. a ``git worktree``) on the same database and
-times its JSON path interleaved with the others, for a before/after under equal load.
+times its JSON and binary paths interleaved with the others, for a before/after under
+equal load; for a checkout older than migration 0005 it also builds the index that
+checkout's query is written for (over ``binary_quantize(vector)``, same graph
+parameters). Both services then share one PostgreSQL, with this checkout's embedded
+settings (``shared_buffers``).
 
 Run: ``.venv/bin/python bench/service_nearest.py [--n 40000 --dim 4096 --queries 200]``
 """
@@ -62,7 +66,13 @@ from service_harness import (
 from pace_service.copy import copy_in
 from pace_service.core.db import create_engine, create_session_factory
 from pace_service.store.search import NearestQuery, nearest, pool_size
-from pace_service.store.search_index import ensure_search_index, quantized_expr, query_code
+from pace_service.store.search_index import (
+    HNSW_EF_CONSTRUCTION,
+    HNSW_M,
+    ensure_search_index,
+    quantized_expr,
+    query_code,
+)
 from pace_service.store.vectors import atom_layout
 
 
@@ -114,6 +124,10 @@ def main() -> None:
             t = time.perf_counter()
             ensure_search_index(conn, model_id, 0, recipe_id, args.dim)
             print(f"HNSW (binary quantized) index built in {time.perf_counter() - t:.1f} s")
+            if args.baseline_src:
+                t = time.perf_counter()
+                _expression_index(conn, model_id, recipe_id, args.dim)
+                print(f"the baseline's expression index built in {time.perf_counter() - t:.1f} s")
 
         engine = create_engine(sut.app_settings.database_url, pool_size=1)
         factory = create_session_factory(engine)
@@ -154,9 +168,9 @@ def _run_set(
     sims = (q16 / np.linalg.norm(q16, axis=1, keepdims=True)) @ xn.T
     truth = np.argsort(-sims, axis=1)[:, :10]
     lat: dict[str, list[float]] = {
-        k: [] for k in ("json", "binary", "old json", "floor", "me", "db", "select 1")
+        k: [] for k in ("json", "binary", "old json", "old binary", "floor", "me", "db", "select 1")
     }
-    recall: dict[str, list[float]] = {"json": [], "binary": []}
+    recall: dict[str, list[float]] = {"json": [], "binary": [], "old binary": []}
     where = {"model_id": model_id, "layer": 0, "k": 10}
 
     def timed(key: str, call: Any) -> Any:
@@ -199,6 +213,18 @@ def _run_set(
                     old.post("/v1/search/nearest", json={**where, "vector": q.tolist()})
                 ),
             )
+            got = timed(
+                "old binary",
+                lambda q=q: answer(
+                    old.post(
+                        "/v1/search/nearest",
+                        params=where,
+                        content=q.astype("<f4").tobytes(),
+                        headers={"Content-Type": "application/octet-stream"},
+                    )
+                ),
+            )
+            recall["old binary"].append(len(got & want) / 10)
         timed("floor", lambda: http.get("/docs").raise_for_status())
         timed("me", lambda: http.get("/v1/me").raise_for_status())
         timed("select 1", lambda: ping.execute("SELECT 1").fetchone())
@@ -219,8 +245,9 @@ def _run_set(
     print(
         f"  recall@10 vs exact : json {np.mean(recall['json']):.4f}, "
         f"binary {np.mean(recall['binary']):.4f} (target >= 0.98)"
+        + (f", old binary {np.mean(recall['old binary']):.4f}" if recall["old binary"] else "")
     )
-    for key in ("json", "binary", "old json", "floor", "me", "db", "select 1"):
+    for key in ("json", "binary", "old json", "old binary", "floor", "me", "db", "select 1"):
         if lat[key]:
             p50 = _pct(lat[key], 0.5)
             print(
@@ -308,6 +335,15 @@ def _cpu_per_request(
             _uvicorn_pid(str(old.base_url)),
             lambda q: old.post("/v1/search/nearest", json={**where, "vector": q.tolist()}),
         )
+        kinds["old binary"] = (
+            _uvicorn_pid(str(old.base_url)),
+            lambda q: old.post(
+                "/v1/search/nearest",
+                params=where,
+                content=q.astype("<f4").tobytes(),
+                headers={"Content-Type": "application/octet-stream"},
+            ),
+        )
     for kind, (pid, call) in kinds.items():
         mine = [pid] if pid is not None else []
         before = (_cpu_seconds(mine), _cpu_seconds(pg))
@@ -380,6 +416,28 @@ def _server_side_ms(
             plan: Any = conn.execute(query, params).fetchone()
             out.append(float(plan[0][0]["Execution Time"]))
     return out
+
+
+def _expression_index(
+    conn: psycopg.Connection[Any], model_id: int, recipe_id: int, dim: int
+) -> None:
+    """The index the service used before migration 0005 (over ``binary_quantize(vector)``,
+    same graph parameters), so that an older ``--baseline-src`` service finds the index
+    its query is written for; the current service's query cannot use it."""
+    conn.execute(
+        sql.SQL(
+            "CREATE INDEX bench_bq_expression ON atoms USING hnsw "
+            "((binary_quantize(vector)::bit({d})) bit_hamming_ops) "
+            "WITH (m = {m}, ef_construction = {ef}) "
+            "WHERE model_id = {model} AND layer = 0 AND recipe_id = {recipe}"
+        ).format(
+            d=sql.Literal(dim),
+            m=sql.Literal(HNSW_M),
+            ef=sql.Literal(HNSW_EF_CONSTRUCTION),
+            model=sql.Literal(model_id),
+            recipe=sql.Literal(recipe_id),
+        )
+    )
 
 
 def _namespace_id(libpq_url: str) -> int:
