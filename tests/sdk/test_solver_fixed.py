@@ -87,6 +87,24 @@ def test_uncertified_rows_come_back_zero_and_are_resolved_by_solve() -> None:
     torch.testing.assert_close(_dense(*codes, 600)[ok], c[ok], atol=1e-5, rtol=1e-4)
 
 
+def test_solve_sends_large_batches_through_the_schedule(monkeypatch: pytest.MonkeyPatch) -> None:
+    atoms = _atoms(400, 64, correlated=True, seed=28)
+    y = _targets(atoms, 20, k=8, noise=0.05, seed=28)
+    solver = ElasticNet(atoms, config=FIXED)  # fixed_schedule_min_rows = 16
+    real = solver._graphed
+    assert real is not None
+    rows: list[int] = []
+
+    def counted(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        rows.append(x.shape[0])
+        return real(x)
+
+    monkeypatch.setattr(solver, "_graphed", counted)
+    _assert_matches_sklearn(solver, y, solver.solve(y))  # 20 rows: the schedule
+    _assert_matches_sklearn(solver, y[:3], solver.solve(y[:3]))  # 3 rows: the general path
+    assert rows == [20]
+
+
 def test_try_solve_flags_non_finite_rows_instead_of_raising() -> None:
     atoms = _atoms(300, 32, correlated=False, seed=24)
     solver = ElasticNet(atoms, config=FIXED)

@@ -38,9 +38,15 @@ class ElasticNetConfig:
     the batched torch path that CUDA uses."""
     fixed_schedule: bool = True
     """On CUDA (with Triton, which PyTorch's CUDA builds include), and on CPU with
-    ``cpu_rowwise=False`` (with numba): first run the fixed-schedule solve, which reads
-    nothing back from the device until its end and is replayed as a CUDA graph
-    (``pace.solver._fixed``); rows it cannot certify go to the general path."""
+    ``cpu_rowwise=False`` (with numba): build the fixed-schedule solve, which reads nothing
+    back from the device until its end and is replayed as a CUDA graph
+    (``pace.solver._fixed``). ``try_solve_sparse`` always uses it; ``solve`` uses it for
+    batches of at least ``fixed_schedule_min_rows`` rows, then re-solves the rows it could
+    not certify on the general path."""
+    fixed_schedule_min_rows: int = 16
+    """Smallest batch that ``solve`` sends to the fixed schedule. On an H100 at n = 10,000,
+    d = 4,096 it was 1.7x faster than the general path at 64 rows but 1.8x slower at one
+    row (docs/benchmarks.md), where its working-set kernel walks each path serially."""
     device_screen: int = 16
     """Fixed schedule: atoms in the first working set (those most correlated with ``y``)."""
     device_rounds: int = 6
@@ -76,6 +82,7 @@ class ElasticNetConfig:
             "fallback_iter",
             "device_screen",
             "device_grow",
+            "fixed_schedule_min_rows",
         ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:

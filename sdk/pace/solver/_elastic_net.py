@@ -281,7 +281,11 @@ class ElasticNet:
             codes = self._solve_compiled(y, warm_start)
             if codes is not None:
                 return codes
-        if self._graphed is not None and y.shape[0] > 0 and warm_start is None:
+        if (
+            self._graphed is not None
+            and y.shape[0] >= max(1, self._config.fixed_schedule_min_rows)
+            and warm_start is None
+        ):
             return self._solve_fixed(y)
         return self._solve_general(y, warm_start)
 

@@ -13,23 +13,10 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
 __all__ = ["GraphedFunction"]
-
-_POOLS: dict[int, Any] = {}
-
-
-def _shared_pool(device: torch.device) -> Any:
-    # One memory pool per device for every graph: replays are sequential and callers copy
-    # inputs in and outputs out around each replay, so graphs may reuse each other's
-    # temporaries (32 layers x a few shapes would otherwise each hold their own).
-    index = device.index if device.index is not None else torch.cuda.current_device()
-    if index not in _POOLS:
-        _POOLS[index] = torch.cuda.graph_pool_handle()
-    return _POOLS[index]
 
 
 @dataclass
@@ -90,6 +77,6 @@ class GraphedFunction:
                 self._fn(static_in)
         torch.cuda.current_stream(x.device).wait_stream(side)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=_shared_pool(x.device)):
+        with torch.cuda.graph(graph):  # a private memory pool per graph
             static_out = self._fn(static_in)
         return _Entry(graph, static_in, tuple(static_out))

@@ -15,8 +15,6 @@ Triton comes with PyTorch's CUDA builds; where it is missing ``AVAILABLE`` is Fa
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
 __all__ = ["AVAILABLE", "homotopy_systems"]
@@ -34,18 +32,18 @@ OK, FAIL, STEPS = 0, 1, 2
 if AVAILABLE:
 
     @triton.jit
-    def _homotopy_kernel(
-        h_ptr: Any,
-        b_ptr: Any,
-        valid_ptr: Any,
-        c_ptr: Any,
-        status_ptr: Any,
-        l1: Any,
-        tol: Any,
-        max_steps: Any,
+    def _homotopy_kernel(  # no annotations: Triton would evaluate them
+        h_ptr,
+        b_ptr,
+        valid_ptr,
+        c_ptr,
+        status_ptr,
+        l1,
+        tol,
+        max_steps,
         K: tl.constexpr,
         BLOCK: tl.constexpr,
-    ) -> None:
+    ):
         row = tl.program_id(0)
         offs = tl.arange(0, BLOCK)
         inside = offs < K

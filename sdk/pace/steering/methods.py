@@ -144,13 +144,14 @@ class PaCE:
     atoms share a large component, and removing it breaks small models). The removed
     coefficients still cover the undesirable atoms only.
 
-    ``deferred_check`` (CUDA): run each layer's edit as one CUDA graph that never waits
-    for the solver's optimality certificate (a host read would stall the model's kernel
-    queue at every layer). A token row the fast solve cannot certify (rare: its support
-    needs more working-set rounds than the fixed schedule has) is then left unedited at
-    that layer and counted; the handle reports the count
-    (:attr:`~pace.steering.SteeringHandle.uncertified_rows`) and warns when removed.
-    False waits for every certificate and re-solves such rows exactly.
+    ``deferred_check`` (CUDA, opt-in): run each layer's edit as one CUDA graph around the
+    fixed-schedule solve, which never waits for the solver's optimality certificate (a
+    host read stalls the model's kernel queue at every layer). A token row the schedule
+    cannot certify (its support needs more working-set rounds than the schedule has) is
+    then left unedited at that layer and counted; the handle reports the count
+    (:attr:`~pace.steering.SteeringHandle.uncertified_rows`) and warns when removed. Off
+    by default: on an H100 its serial working-set kernel made decoding slower than the
+    general solver with its host reads (docs/benchmarks.md).
     """
 
     alpha: float = 0.05
@@ -158,7 +159,7 @@ class PaCE:
     atom_dtype: torch.dtype | None = None
     center: bool = False
     mean_atom: bool = False
-    deferred_check: bool = True
+    deferred_check: bool = False
 
     def __post_init__(self) -> None:
         if not self.alpha > 0:

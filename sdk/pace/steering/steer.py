@@ -70,9 +70,9 @@ class SteeringHandle:
         skipped = self.uncertified_rows
         if skipped:
             warnings.warn(
-                f"PaCE left {skipped} token row(s) unedited at some layer because the fast "
-                "solve could not certify their optimum; use PaCE(deferred_check=False) to "
-                "re-solve such rows exactly",
+                f"PaCE left {skipped} token row(s) unedited at some layer because the "
+                "fixed-schedule solve could not certify their optimum; PaCE(deferred_check="
+                "False), the default, re-solves such rows exactly",
                 RuntimeWarning,
                 stacklevel=2,
             )
