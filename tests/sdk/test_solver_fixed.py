@@ -148,6 +148,34 @@ def test_triton_homotopy_matches_the_compiled_host_homotopy(k: int) -> None:
     assert int((ref != 0).sum()) > 10  # real supports, not all-zero answers
     torch.testing.assert_close(c.cpu(), ref, atol=1e-5, rtol=1e-4)
     assert bool((c.cpu()[~valid] == 0).all())
+    # Continuing from the answer on the first slots (new atoms joined) ends at the same point.
+    first = valid.clone()
+    first[:, k // 3 :] = False
+    prev, _ = solve_on_host(h, b * first, first, 0.0475, 1e-6)
+    warm, warm_ok = _triton_homotopy.homotopy_systems(
+        h.to(device), b.to(device), valid.to(device), 0.0475, 1e-6, prev.to(device), k // 3
+    )
+    assert bool(warm_ok.all())
+    torch.testing.assert_close(warm.cpu(), ref, atol=1e-5, rtol=1e-4)
+
+
+@triton_here
+def test_the_schedule_with_the_triton_kernel_is_exact() -> None:
+    atoms = unit_rows(_atoms(600, 64, correlated=True, seed=29))
+    y = _targets(atoms, 4, k=10, noise=0.05, seed=29)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    sched = FixedSchedule(
+        atoms=atoms.to(device),
+        l1=0.0475,
+        l2=0.0025,
+        tol=1e-6,
+        margin=0.0,
+        gram=None,
+        systems=_triton_homotopy.homotopy_systems,
+    )
+    idx, val, ok = sched(y.to(device))
+    assert bool(ok.all())
+    _assert_matches_sklearn(ElasticNet(atoms), y, _dense(idx, val, 600))
 
 
 @cuda

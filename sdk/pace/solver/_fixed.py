@@ -41,9 +41,12 @@ _GRAM_ERR = 2.0**-10
 
 
 Systems = Callable[
-    [torch.Tensor, torch.Tensor, torch.Tensor, float, float], tuple[torch.Tensor, torch.Tensor]
+    [torch.Tensor, torch.Tensor, torch.Tensor, float, float, torch.Tensor | None, int],
+    tuple[torch.Tensor, torch.Tensor],
 ]
-"""``(h, b, valid, l1, tol) -> (c, ok)``: every row's working-set problem, exactly."""
+"""``(h, b, valid, l1, tol, c0, n_fixed) -> (c, ok)``: every row's working-set problem,
+exactly; ``c0`` (or None) is the previous round's answer on the first ``n_fixed`` slots,
+which a solver may continue from."""
 
 
 @dataclass(frozen=True)
@@ -95,13 +98,17 @@ class FixedSchedule:
         valid = torch.ones(bsz, k0, dtype=torch.bool, device=y.device)
         # With few rows, |W| rows of the Gram are cheaper to read than all of D.
         use_gram = self.gram is not None and bsz * self.capacity < d_mat.shape[1]
+        c: torch.Tensor | None = None
         y_norm = y.norm(dim=1, keepdim=True)
         ok = torch.isfinite(y).all(dim=1)
         for round_ in range(self.rounds + 1):
             dw = d_mat[w].float()  # (b, k, d)
             h = torch.baddbmm(self._ridge(w.shape[1], y.device), dw, dw.transpose(1, 2))
             b = (dw @ y.unsqueeze(-1)).squeeze(-1) * valid
-            c, settled = self.systems(h, b, valid, self.l1, self.tol)
+            n_fixed = 0 if c is None else c.shape[1]
+            if c is not None:  # the previous answer, zero on the slots that just joined
+                c = torch.cat([c, c.new_zeros(bsz, w.shape[1] - n_fixed)], dim=1)
+            c, settled = self.systems(h, b, valid, self.l1, self.tol, c, n_fixed)
             if use_gram:
                 assert self.gram is not None
                 rows = self.gram[w].float()  # (b, k, n)
@@ -122,6 +129,7 @@ class FixedSchedule:
             new_valid = top.values >= 0
             w = torch.cat([w, torch.where(new_valid, top.indices, w[:, :1])], dim=1)
             valid = torch.cat([valid, new_valid], dim=1)
+        assert c is not None  # the loop runs at least once
         values = c * (valid & ok.unsqueeze(1))
         return w, values, ok
 

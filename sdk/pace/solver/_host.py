@@ -19,12 +19,20 @@ __all__ = ["solve_on_host"]
 
 
 def solve_on_host(
-    h: torch.Tensor, b: torch.Tensor, valid: torch.Tensor, l1: float, tol: float
+    h: torch.Tensor,
+    b: torch.Tensor,
+    valid: torch.Tensor,
+    l1: float,
+    tol: float,
+    c0: torch.Tensor | None = None,
+    n_fixed: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Solve each row's ``min 1/2 c^T H c - b^T c + l1 ||c||_1`` over its valid slots.
 
     Args:
         h: (B, k, k) ``G + l2 I``; b: (B, k); valid: (B, k) bool, on any device.
+        c0, n_fixed: an earlier round's answer (``pace.solver._fixed.Systems``); unused,
+            every path here starts at c = 0.
 
     Returns:
         ``(c, ok)`` on the inputs' device: (B, k) coefficients in ``b``'s dtype (zero on
