@@ -51,13 +51,13 @@ def test_graphed_edit_matches_the_synchronous_edit(
     gen = {"max_new_tokens": 8, "do_sample": False, "pad_token_id": 0}
     with torch.no_grad():
         vanilla = model(ids).logits.float()
-        fast_method = PaCE(alpha=0.01, deferred_check=True)
+        fast_method = PaCE(deferred_check=True)
         with steer(model, atoms, undesirable=list(range(30)), method=fast_method) as h:
             fast = model(ids).logits.float()
             fast_tokens = model.generate(ids, **gen)  # decode steps replay the graphs
             assert h.uncertified_rows == 0
         assert not h.active
-        sync = PaCE(alpha=0.01)
+        sync = PaCE()
         with steer(model, atoms, undesirable=list(range(30)), method=sync):
             exact = model(ids).logits.float()
             exact_tokens = model.generate(ids, **gen)

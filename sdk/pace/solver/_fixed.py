@@ -96,8 +96,9 @@ class FixedSchedule:
         k0 = min(n, self.screen_size)
         w = torch.topk(r.abs(), k0, dim=1, sorted=False).indices
         valid = torch.ones(bsz, k0, dtype=torch.bool, device=y.device)
-        # With few rows, |W| rows of the Gram are cheaper to read than all of D.
-        use_gram = self.gram is not None and bsz * self.capacity < d_mat.shape[1]
+        # With few rows, |W| rows of the Gram (gathered and widened to fp32 per round) are
+        # cheaper than a pass over all of D; a 32-row prefill already is not.
+        use_gram = self.gram is not None and 8 * bsz * self.capacity <= d_mat.shape[1]
         c: torch.Tensor | None = None
         y_norm = y.norm(dim=1, keepdim=True)
         ok = torch.isfinite(y).all(dim=1)
