@@ -131,3 +131,32 @@ def test_solver_default_on_cpu_matches_the_numpy_path() -> None:
     ref = ElasticNet(t_atoms, config=ElasticNetConfig(compiled=False)).solve(t_y)
     assert torch.equal(got != 0, ref != 0)
     torch.testing.assert_close(got, ref, atol=2e-6, rtol=1e-5)
+
+
+def test_a_single_row_takes_the_int16_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A decode step (one row) is screened by the int16 pass; a prefill (several rows) by
+    # one fp32 product for all rows. Both give the NumPy path's answers.
+    atoms, y = _near_threshold_problem(2)
+    t_atoms = torch.from_numpy(atoms)
+    rows = torch.cat([torch.from_numpy(y), torch.randn(2, 96)])
+    rows = rows / rows.norm(dim=1, keepdim=True)
+    statuses: list[int] = []
+    real = _compiled.solve_lowp_rows
+
+    def spy(*args: object) -> tuple[np.ndarray, np.ndarray, int]:
+        out: tuple[np.ndarray, np.ndarray, int] = real(*args)
+        statuses.append(out[2])
+        return out
+
+    monkeypatch.setattr(_compiled, "solve_lowp_rows", spy)
+    solver = ElasticNet(t_atoms)
+    one = solver.solve(rows[0])
+    assert statuses == [_compiled.OK]
+    many = solver.solve(rows)
+    assert statuses == [_compiled.OK]
+    ref = ElasticNet(t_atoms, config=ElasticNetConfig(compiled=False)).solve(rows)
+    for got, want in ((one, ref[0]), (many, ref)):
+        assert torch.equal(got != 0, want != 0)
+        # The near-threshold atoms make the system ill-conditioned: r in float64 (int16
+        # path) against a float32 product moves coefficients by a few 1e-6.
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)

@@ -99,6 +99,7 @@ def _homotopy(
     cand_p = np.empty(k)
     cand_n = np.empty(k)
     d = np.empty(k)  # b - h c on every slot
+    u = np.empty(k)  # the moving weights' signs on the active slots (0 on fixed ones)
     v = np.empty(k)
     f = np.empty(k)
     z = np.empty(k)
@@ -143,11 +144,12 @@ def _homotopy(
     eps = 1e-10 * lam0
     ninf = -np.inf
     for _ in range(max_steps):
+        for a in range(m):
+            u[a] = sg[a] if order[a] >= fixed else 0.0
         for i in range(m):
             sv = 0.0
             for a in range(m):
-                if order[a] >= fixed:
-                    sv += inv[i, a] * sg[a]
+                sv += inv[i, a] * u[a]
             v[i] = sv
         for j in range(k):
             f[j] = 0.0

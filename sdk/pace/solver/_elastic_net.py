@@ -35,6 +35,7 @@ from pace.solver._graphs import GraphedFunction
 from pace.solver._host import solve_on_host
 from pace.solver._kkt import unit_rows
 from pace.solver._parallel import solve_gram_rows_threaded
+from pace.solver._screen import Int16Atoms, quantize_rows
 from pace.solver._single import solve_rows
 from pace.solver._subproblem import solve_working_set
 
@@ -130,6 +131,10 @@ class ElasticNet:
         # (one compiled signature keeps the one-off JIT cost down; fp64 atoms take the
         # NumPy path) and an L1 term.
         self._kernel_args: tuple[float, float, float, int, int] | None = None
+        # A decode step (one row) screens with an int16 copy of the atoms: half the bytes
+        # of the memory-bound pass, exact where it matters (pace.solver._screen).
+        self._screen: Int16Atoms | None = None
+        self._compute_np: np.ndarray | None = None
         if (
             cpu
             and cfg.cpu_rowwise
@@ -141,6 +146,8 @@ class ElasticNet:
         ):
             self._gram_np = self._gram.numpy()
             self._kernel_args = (cfg.l1, cfg.l2, cfg.tol, cfg.screen_size, cfg.max_iter)
+            self._compute_np = self._compute.numpy()
+            self._screen = quantize_rows(self._compute_np)
 
     @property
     def n(self) -> int:
@@ -397,18 +404,27 @@ class ElasticNet:
         """All rows in the compiled kernel (Gram cached); None if any row needs the safe path."""
         assert self._kernel_args is not None and self._gram_np is not None
         yc = y if y.dtype == self._compute.dtype else y.to(self._compute.dtype)
-        r = (yc @ self._compute.T).numpy()  # the one pass over D
-        bsz = r.shape[0]
+        bsz = yc.shape[0]
         if warm_start is None:
             seeds, seed_on = np.zeros((bsz, 0), np.int64), np.zeros((bsz, 0), np.bool_)
         else:
             # The earlier supports (nonzero values) join the screened working sets.
             seeds = np.ascontiguousarray(warm_start.indices.cpu().numpy(), dtype=np.int64)
             seed_on = (warm_start.values.detach() != 0).cpu().numpy()
-        # Several rows (a prefill): spread them over torch's CPU threads, idle meanwhile.
-        idx, val_out, status = solve_gram_rows_threaded(
-            r, self._gram_np, self._kernel_args, seeds, seed_on, torch.get_num_threads()
-        )
+        if bsz == 1 and self._screen is not None and self._compute_np is not None:
+            # A decode step: the kernel makes its own int16 pass (half the bytes of fp32).
+            s = self._screen
+            y_np = np.ascontiguousarray(yc.numpy())
+            idx, val_out, status = _compiled.solve_lowp_rows(
+                y_np, s.q, s.scale, s.err, self._compute_np, self._gram_np,
+                *self._kernel_args, seeds, seed_on,
+            )  # fmt: skip
+        else:
+            r = (yc @ self._compute.T).numpy()  # the one pass over D, all rows at once
+            # Several rows (a prefill): spread them over torch's CPU threads, idle meanwhile.
+            idx, val_out, status = solve_gram_rows_threaded(
+                r, self._gram_np, self._kernel_args, seeds, seed_on, torch.get_num_threads()
+            )
         if status != _compiled.OK:
             return None
         return SparseCodes(torch.from_numpy(idx), torch.from_numpy(val_out))
