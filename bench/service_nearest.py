@@ -280,13 +280,20 @@ def _uvicorn_pid(base_url: str) -> int | None:
     return None
 
 
-def _cpu_seconds(pids: list[int]) -> float:
-    total = 0
+def _cpu_seconds(pids: list[int]) -> dict[int, float]:
+    """CPU seconds (user + system) of each of ``pids`` still running."""
+    out: dict[int, float] = {}
     for pid in pids:
         with contextlib.suppress(OSError):
             fields = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime + stime
-    return total / os.sysconf("SC_CLK_TCK")
+            out[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return out
+
+
+def _cpu_spent(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU seconds spent between two readings by the processes alive at both (a process
+    that exits in between would otherwise count as negative time)."""
+    return sum(after[pid] - before[pid] for pid in after if pid in before)
 
 
 def _pg_pids(postmaster: int) -> list[int]:
@@ -349,8 +356,8 @@ def _cpu_per_request(
         before = (_cpu_seconds(mine), _cpu_seconds(pg))
         for q in queries:
             call(q).raise_for_status()
-        service = (_cpu_seconds(mine) - before[0]) / len(queries) * 1e3
-        database = (_cpu_seconds(pg) - before[1]) / len(queries) * 1e3
+        service = _cpu_spent(before[0], _cpu_seconds(mine)) / len(queries) * 1e3
+        database = _cpu_spent(before[1], _cpu_seconds(pg)) / len(queries) * 1e3
         print(
             f"  cpu/request {kind:8s}: service {service:5.2f} ms + PostgreSQL "
             f"{database:5.2f} ms = {service + database:5.2f} ms"
