@@ -175,6 +175,18 @@ class ElasticNet:
         return self._atoms
 
     @property
+    def cpu_row_kernel_args(self) -> tuple[object, ...] | None:
+        """For ``pace.steering``: the solver's arguments of ``_compiled.remove_row_lowp``.
+
+        ``(q, scale, err, atoms, gram, l1, l2, tol, screen, max_rounds)`` where the
+        single-row CPU kernel applies (numba, a cached fp32 Gram, an L1 term), else None.
+        """
+        if self._screen is None or self._kernel_args is None:
+            return None
+        s = self._screen
+        return (s.q, s.scale, s.err, self._compute_np, self._gram_np, *self._kernel_args)
+
+    @property
     def config(self) -> ElasticNetConfig:
         """The solver settings, including ``alpha`` and ``tau``."""
         return self._config

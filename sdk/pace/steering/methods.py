@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -76,6 +77,22 @@ class _PaCEEdit:
         self._pos = pos
         self._n_u = d_u.shape[0]
         self._d_u = d_u  # (n_u, d) float32 unit rows
+        # The CPU edit runs in NumPy: a decode step is one row, and a dozen torch calls on
+        # it cost more than the arithmetic (about 0.7 ms per layer in generation, where
+        # the model's forward has left every cache cold).
+        self._cpu = undesirable.device.type == "cpu"
+        if self._cpu:
+            self._pos_np = pos.numpy()
+            self._d_u_np = d_u.detach().numpy()
+        # A decode step on the CPU: one compiled call normalises, solves and removes.
+        self._fused: tuple[Any, ...] | None = None
+        if self._cpu:
+            self._fused = getattr(solver, "cpu_row_kernel_args", None)
+        if self._fused is not None:
+            from pace.solver import _compiled
+
+            self._remove_row = _compiled.remove_row_lowp
+            self._kernel_ok = _compiled.OK
         # On CUDA with the fixed-schedule solver, the whole edit (normalise, solve, remove)
         # is one CUDA graph per input shape and nothing is read back: rows the solve cannot
         # certify are left unedited and counted here, on the device.
@@ -120,6 +137,8 @@ class _PaCEEdit:
         if self._graphed is not None:
             edited, c_u = self._graphed(z)
             return edited, c_u
+        if self._cpu and z.device.type == "cpu":
+            return self._edit_cpu(z)
         zf = z.float()
         norm = zf.norm(dim=1, keepdim=True)
         # Sparse codes: each row's working set (a few dozen atoms) and its coefficients.
@@ -131,6 +150,33 @@ class _PaCEEdit:
             return z, c_u
         edited = torch.addmm(zf, norm * c_u, self._d_u, alpha=-1.0)
         return edited.to(z.dtype), c_u
+
+    def _edit_cpu(self, z: Tensor) -> tuple[Tensor, Tensor | None]:
+        """``__call__`` on the CPU, in NumPy (the same formulas)."""
+        zf = z.detach().float().numpy()
+        if zf.shape[0] == 1 and self._fused is not None:
+            c_u = np.zeros((1, self._n_u), np.float32)
+            out = np.empty_like(zf)
+            status, changed = self._remove_row(
+                zf[0], *self._fused, self._pos_np, self._d_u_np, c_u[0], out[0]
+            )
+            if status == self._kernel_ok:
+                if not changed:
+                    return z, torch.from_numpy(c_u)
+                return torch.from_numpy(out).to(z.dtype), torch.from_numpy(c_u)
+            # Otherwise the general path below: it raises on non-finite input and
+            # solves what the kernel could not certify.
+        norm = np.linalg.norm(zf, axis=1, keepdims=True)
+        idx, val = self._solve(torch.from_numpy(zf / np.maximum(norm, np.float32(_TINY))))
+        idx_np, val_np = idx.numpy(), val.numpy()
+        pos = self._pos_np[idx_np]
+        on = (pos >= 0) & (val_np != 0)
+        c_u = np.zeros((zf.shape[0], self._n_u), np.float32)
+        if not on.any():  # z' == z exactly: the layer's output is passed on untouched
+            return z, torch.from_numpy(c_u)
+        np.add.at(c_u, (np.nonzero(on)[0], pos[on]), val_np[on])
+        edited = zf - (norm * c_u) @ self._d_u_np
+        return torch.from_numpy(edited).to(z.dtype), torch.from_numpy(c_u)
 
 
 @dataclass(frozen=True)
