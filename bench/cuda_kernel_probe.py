@@ -9,30 +9,15 @@ the whole fixed schedule at batch 1 per warps setting (20 calls queued, one sync
 
 from __future__ import annotations
 
-import statistics
-import time
-from collections.abc import Callable
-
 import torch
-from solver_bench import make_atoms, make_targets
+from solver_bench import make_atoms, make_targets, timeit
 
 from pace.solver import ElasticNet, ElasticNetConfig
 from pace.solver import _triton_homotopy as kernel
 from pace.solver._host import solve_on_host
 
 L1, TOL = 0.0475, 1e-6
-
-
-def millis(fn: Callable[[], object], reps: int = 20) -> float:
-    fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e3
+DEV = torch.device("cuda")
 
 
 def main() -> None:
@@ -51,7 +36,7 @@ def main() -> None:
             for warps in (2, 4, 8):
                 kernel.NUM_WARPS = warps
                 c, ok = kernel.homotopy_systems(h, rhs, valid, L1, TOL)
-                ms = millis(lambda: kernel.homotopy_systems(h, rhs, valid, L1, TOL))  # noqa: B023
+                ms = 1e3 * timeit(lambda: kernel.homotopy_systems(h, rhs, valid, L1, TOL), 20, DEV)  # noqa: B023
                 print(
                     f"kernel b={b} K={k} warps={warps}: {ms:.3f} ms, mean nnz {nnz:.1f}, "
                     f"ok {bool(ok.all())}, max diff to host {float((c - ref).abs().max()):.1e}",
@@ -68,7 +53,8 @@ def main() -> None:
                 s.try_solve_sparse(y1)
 
         print(
-            f"schedule b=1 warps={warps}: {millis(queued, 5) / 20:.3f} ms per call queued, "
+            f"schedule b=1 warps={warps}: {1e3 * timeit(queued, 5, DEV) / 20:.3f} ms per call "
+            "queued, "
             f"certified {bool(ok.all())}",
             flush=True,
         )

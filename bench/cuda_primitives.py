@@ -9,26 +9,17 @@ small Cholesky and LU solves, a device-to-host copy, and one Triton launch.
 
 from __future__ import annotations
 
-import statistics
-import time
 from collections.abc import Callable
 
 import torch
+from solver_bench import timeit
 
 DEV = "cuda"
 
 
 def micros(fn: Callable[[], object], reps: int = 200) -> float:
     """Median microseconds of ``fn()`` plus a sync, after one warm-up call."""
-    fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e6
+    return 1e6 * timeit(fn, reps, torch.device(DEV))
 
 
 def main() -> None:

@@ -12,17 +12,19 @@ from pace.solver._single import homotopy_np
 pytestmark = pytest.mark.skipif(not _compiled.AVAILABLE, reason="numba is not installed")
 
 
-def _spy_kernel_statuses(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Wrap the compiled kernel; the list gets each call's status."""
+def _spy_kernel_statuses(
+    monkeypatch: pytest.MonkeyPatch, kernel: str = "solve_gram_rows"
+) -> list[int]:
+    """Wrap a compiled row kernel of ``_compiled``; the list gets each call's status."""
     calls: list[int] = []
-    real = _compiled.solve_gram_rows
+    real = getattr(_compiled, kernel)
 
     def spy(*args: object) -> tuple[np.ndarray, np.ndarray, int]:
         out: tuple[np.ndarray, np.ndarray, int] = real(*args)
         calls.append(out[2])
         return out
 
-    monkeypatch.setattr(_compiled, "solve_gram_rows", spy)
+    monkeypatch.setattr(_compiled, kernel, spy)
     return calls
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from test_solver_compiled import _spy_kernel_statuses
 
 from pace.solver import ElasticNet, ElasticNetConfig, _compiled, kkt_violation
 from pace.solver._screen import Int16Atoms, quantize_rows
@@ -140,15 +141,7 @@ def test_a_single_row_takes_the_int16_pass(monkeypatch: pytest.MonkeyPatch) -> N
     t_atoms = torch.from_numpy(atoms)
     rows = torch.cat([torch.from_numpy(y), torch.randn(2, 96)])
     rows = rows / rows.norm(dim=1, keepdim=True)
-    statuses: list[int] = []
-    real = _compiled.solve_lowp_rows
-
-    def spy(*args: object) -> tuple[np.ndarray, np.ndarray, int]:
-        out: tuple[np.ndarray, np.ndarray, int] = real(*args)
-        statuses.append(out[2])
-        return out
-
-    monkeypatch.setattr(_compiled, "solve_lowp_rows", spy)
+    statuses = _spy_kernel_statuses(monkeypatch, "solve_lowp_rows")
     solver = ElasticNet(t_atoms)
     one = solver.solve(rows[0])
     assert statuses == [_compiled.OK]

@@ -19,3 +19,13 @@ def error_of(response: Any) -> dict[str, Any]:
     error: dict[str, Any] = body["error"]
     assert set(error) == {"code", "message", "field"}, error
     return error
+
+
+def post_binary_nearest(client: Any, key: str, body: bytes, **params: Any) -> Any:
+    """``POST /v1/search/nearest`` with a raw binary vector body."""
+    return client.post(
+        "/v1/search/nearest",
+        params=params,
+        content=body,
+        headers={**auth(key), "Content-Type": "application/octet-stream"},
+    )

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from helpers import auth, error_of
+from helpers import auth, error_of, post_binary_nearest
 from vectors_support import activation_like, seed, upload_body
 
 
@@ -21,15 +21,6 @@ def _setup(client: Any, app: Any, key: str) -> tuple[Any, np.ndarray[Any, Any]]:
     )
     assert r.status_code == 200, r.text
     return s, vecs
-
-
-def _binary(client: Any, key: str, body: bytes, **params: Any) -> Any:
-    return client.post(
-        "/v1/search/nearest",
-        params=params,
-        content=body,
-        headers={**auth(key), "Content-Type": "application/octet-stream"},
-    )
 
 
 @pytest.fixture
@@ -53,10 +44,10 @@ def test_a_repeated_search_is_answered_before_the_routing(
 ) -> None:
     s, vecs = _setup(client, app, write_key)
     where = {"model_id": s.model_id, "layer": 0, "k": 3}
-    first = _binary(client, write_key, vecs[4].astype("<f4").tobytes(), **where)
+    first = post_binary_nearest(client, write_key, vecs[4].astype("<f4").tobytes(), **where)
     assert first.status_code == 200 and route_calls == [1]  # key and hint not known yet
     for i in (4, 5, 6):
-        r = _binary(client, write_key, vecs[i].astype("<f4").tobytes(), **where)
+        r = post_binary_nearest(client, write_key, vecs[i].astype("<f4").tobytes(), **where)
         assert r.status_code == 200, r.text
         assert r.headers["content-type"] == "application/json"
         assert int(r.headers["content-length"]) == len(r.content)
@@ -67,7 +58,10 @@ def test_a_repeated_search_is_answered_before_the_routing(
     )
     assert j.json()["results"][0]["concept_id"] == s.concept_ids[7]
     assert route_calls == [1]  # all four answered by the hot path
-    assert r.json() == _binary(client, write_key, vecs[6].astype("<f4").tobytes(), **where).json()
+    assert (
+        r.json()
+        == post_binary_nearest(client, write_key, vecs[6].astype("<f4").tobytes(), **where).json()
+    )
 
 
 def test_declined_requests_reach_the_route_with_their_body(
@@ -76,21 +70,21 @@ def test_declined_requests_reach_the_route_with_their_body(
     s, vecs = _setup(client, app, write_key)
     where = {"model_id": s.model_id, "layer": 0, "k": 3}
     good = vecs[2].astype("<f4").tobytes()
-    assert _binary(client, write_key, good, **where).status_code == 200
+    assert post_binary_nearest(client, write_key, good, **where).status_code == 200
     calls = len(route_calls)
     # cached key and hint, but a bad request: the route reports it, field and all
     bad = vecs[2].astype("<f4").copy()
     bad[9] = np.nan
-    r = _binary(client, write_key, bad.tobytes(), **where)
+    r = post_binary_nearest(client, write_key, bad.tobytes(), **where)
     assert (r.status_code, error_of(r)["code"], error_of(r)["field"]) == (
         422,
         "non_finite",
         "vector.9",
     )
-    r = _binary(client, write_key, good, **{**where, "k": 0})
+    r = post_binary_nearest(client, write_key, good, **{**where, "k": 0})
     assert (r.status_code, error_of(r)["field"]) == (422, "k")
     # a filter is never guessed: the route answers it, from the same body
-    r = _binary(client, write_key, good, **where, concept_set_version_id=s.version_id)
+    r = post_binary_nearest(client, write_key, good, **where, concept_set_version_id=s.version_id)
     assert r.status_code == 200 and r.json()["results"][0]["concept_id"] == s.concept_ids[2]
     # no key, another scheme: the route's 401
     r = client.post(

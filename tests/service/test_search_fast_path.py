@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 import psycopg
-from helpers import auth, error_of
+from helpers import auth, error_of, post_binary_nearest
 from vectors_support import activation_like, create_pc1_recipe, seed, upload_body
 
 DIM = 64
@@ -20,15 +20,6 @@ def _upload(client: Any, key: str, s: Any, vecs: Any, recipe_id: int | None = No
         headers=auth(key),
     )
     assert r.status_code == 200, r.text
-
-
-def _binary(client: Any, key: str, body: bytes, **params: Any) -> Any:
-    return client.post(
-        "/v1/search/nearest",
-        params=params,
-        content=body,
-        headers={**auth(key), "Content-Type": "application/octet-stream"},
-    )
 
 
 def _json(client: Any, key: str, **body: Any) -> Any:
@@ -47,8 +38,10 @@ def test_binary_body_answers_like_json(client: Any, app: Any, write_key: str) ->
     q = vecs[11] + 0.05
     want = _ids(_json(client, write_key, model_id=s.model_id, layer=0, k=5, vector=q.tolist()))
     assert want[0] == s.concept_ids[11]
-    f32 = _binary(client, write_key, q.astype("<f4").tobytes(), model_id=s.model_id, layer=0, k=5)
-    f16 = _binary(
+    f32 = post_binary_nearest(
+        client, write_key, q.astype("<f4").tobytes(), model_id=s.model_id, layer=0, k=5
+    )
+    f16 = post_binary_nearest(
         client,
         write_key,
         q.astype("<f2").tobytes(),
@@ -61,7 +54,7 @@ def test_binary_body_answers_like_json(client: Any, app: Any, write_key: str) ->
     assert f32.json()["exact"] is False
     sims = [r["similarity"] for r in f32.json()["results"]]
     assert sims == sorted(sims, reverse=True)
-    exact = _binary(
+    exact = post_binary_nearest(
         client, write_key, q.astype("<f4").tobytes(), model_id=s.model_id, layer=0, k=5, exact=True
     )
     assert _ids(exact) == want and exact.json()["exact"] is True
@@ -94,10 +87,10 @@ def test_binary_body_errors_name_the_field(client: Any, app: Any, write_key: str
         (ok.tobytes(), {"vector": "1"}, 422, "validation_error", "vector"),  # unknown param
     ]
     for body, change, status, code, field in cases:
-        r = _binary(client, write_key, body, **{**where, **change})
+        r = post_binary_nearest(client, write_key, body, **{**where, **change})
         assert r.status_code == status, (change, len(body), r.text)
         assert (error_of(r)["code"], error_of(r)["field"]) == (code, field), (change, r.text)
-    r = _binary(client, write_key, ok.tobytes(), layer=0)
+    r = post_binary_nearest(client, write_key, ok.tobytes(), layer=0)
     assert (r.status_code, error_of(r)["field"]) == (422, "model_id")
     r = client.post(
         "/v1/search/nearest",
@@ -118,7 +111,9 @@ def test_binary_body_errors_name_the_field(client: Any, app: Any, write_key: str
         headers={**auth(write_key), "Content-Type": "application/json"},
     )
     assert (r.status_code, error_of(r)["code"]) == (422, "validation_error")
-    assert _ids(_binary(client, write_key, ok.tobytes(), **where))  # the good request works
+    assert _ids(
+        post_binary_nearest(client, write_key, ok.tobytes(), **where)
+    )  # the good request works
 
 
 def test_revoking_a_key_stops_it_at_once(
