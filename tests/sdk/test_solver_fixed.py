@@ -74,6 +74,20 @@ def test_half_precision_passes_are_certified_exactly(dtype: torch.dtype) -> None
         _assert_matches_sklearn(ElasticNet(stored), y[ok], c, atoms=stored)
 
 
+def test_the_gram_is_built_only_for_calls_that_read_it() -> None:
+    atoms = _atoms(300, 1024, correlated=True, seed=30)
+    y = _targets(atoms, 20, k=8, noise=0.05, seed=30)
+    solver = ElasticNet(atoms, config=FIXED)
+    schedule = solver.device_schedule
+    assert schedule is not None and schedule.make_gram
+    solver.solve(y)  # 20 rows: the KKT check passes over D; no Gram
+    assert schedule._built == {}
+    codes, ok = solver.try_solve_sparse(y[:1])  # one row: |W| rows of the Gram instead
+    assert set(schedule._built) == {"gram"}
+    assert bool(ok.all())
+    _assert_matches_sklearn(solver, y[:1], _dense(*codes, 300))
+
+
 def test_uncertified_rows_come_back_zero_and_are_resolved_by_solve() -> None:
     atoms = _atoms(600, 64, correlated=True, seed=23)
     y = _targets(atoms, 8, k=16, noise=0.05, seed=23)

@@ -57,7 +57,8 @@ class ElasticNetConfig:
     """Fixed schedule: most atoms added to the working set per growth round."""
     device_gram_max_n: int = 16_384
     """Fixed schedule: cache the n x n Gram in fp16 when n is at most this (0 disables), so
-    that a KKT check at small batch reads |W| rows of it instead of all the atoms."""
+    that a KKT check at small batch reads |W| rows of it instead of all the atoms. Built at
+    the first call that reads it (200 MB at n = 10,000)."""
     cuda_graphs: bool = True
     """Fixed schedule on CUDA: replay it from a captured CUDA graph."""
     host_subproblem: bool = True

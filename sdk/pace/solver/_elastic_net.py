@@ -30,7 +30,7 @@ import torch
 from pace.solver import _compiled, _triton_homotopy
 from pace.solver._config import ElasticNetConfig
 from pace.solver._errors import ConvergenceError
-from pace.solver._fixed import GRAM_DTYPE, FixedSchedule, Systems
+from pace.solver._fixed import FixedSchedule, Systems
 from pace.solver._graphs import GraphedFunction
 from pace.solver._host import solve_on_host
 from pace.solver._kkt import unit_rows
@@ -263,21 +263,18 @@ class ElasticNet:
         return None
 
     def _fixed_schedule(self, cfg: ElasticNetConfig, systems: Systems) -> FixedSchedule:
-        gram = None
-        if self.n <= cfg.device_gram_max_n:
-            a = self._compute if self._compute.dtype == torch.float16 else self._compute.float()
-            gram = (a @ a.T).to(GRAM_DTYPE)
         return FixedSchedule(
             atoms=self._compute,
             l1=cfg.l1,
             l2=cfg.l2,
             tol=cfg.tol,
             margin=self._margin,
-            gram=gram,
+            gram=None,
             systems=systems,
             screen_size=cfg.device_screen,
             grow=cfg.device_grow,
             rounds=cfg.device_rounds,
+            make_gram=self.n <= cfg.device_gram_max_n,
         )
 
     def _solve_fixed(self, y: torch.Tensor) -> SparseCodes:

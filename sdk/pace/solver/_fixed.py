@@ -28,11 +28,11 @@ code. Padding slots of the working set repeat a valid index with value 0, as
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
-__all__ = ["GRAM_DTYPE", "FixedSchedule"]
+__all__ = ["GRAM_DTYPE", "FixedSchedule", "half_gram"]
 
 # How far ``(G_W^T c)_j`` can be off, per unit of ||c||_1, when the Gram is kept in fp16:
 # each entry (at most 1 in magnitude) is rounded once, unit roundoff 2^-11; doubled.
@@ -60,7 +60,10 @@ class FixedSchedule:
         margin: relative error bound of a product from one pass over ``atoms`` (per unit
             of the norm of the vector multiplied: the residual, or ``y`` for the screening).
         gram: (n, n) Gram of ``atoms`` in ``GRAM_DTYPE``, or None. With it, the KKT check
-            reads ``|W|`` rows of it instead of all of ``D`` (used when that is less).
+            of a call with few rows reads ``|W|`` rows of it instead of all of ``D``.
+        make_gram: with ``gram`` None, build it (:func:`half_gram`) at the first call that
+            would read it, and keep it (n^2 half floats: 200 MB at n = 10,000, so only
+            when some call can use it).
         systems: the working-set solver (``Systems``).
         screen_size, grow, rounds: the schedule.
     """
@@ -75,6 +78,8 @@ class FixedSchedule:
     screen_size: int = 16
     grow: int = 8
     rounds: int = 6
+    make_gram: bool = False
+    _built: dict[str, torch.Tensor] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def capacity(self) -> int:
@@ -98,7 +103,7 @@ class FixedSchedule:
         valid = torch.ones(bsz, k0, dtype=torch.bool, device=y.device)
         # With few rows, |W| rows of the Gram (gathered and widened to fp32 per round) are
         # cheaper than a pass over all of D; a 32-row prefill already is not.
-        use_gram = self.gram is not None and 8 * bsz * self.capacity <= d_mat.shape[1]
+        gram = self._gram() if 8 * bsz * self.capacity <= d_mat.shape[1] else None
         c: torch.Tensor | None = None
         y_norm = y.norm(dim=1, keepdim=True)
         ok = torch.isfinite(y).all(dim=1)
@@ -110,9 +115,8 @@ class FixedSchedule:
             if c is not None:  # the previous answer, zero on the slots that just joined
                 c = torch.cat([c, c.new_zeros(bsz, w.shape[1] - n_fixed)], dim=1)
             c, settled = self.systems(h, b, valid, self.l1, self.tol, c, n_fixed)
-            if use_gram:
-                assert self.gram is not None
-                rows = self.gram[w].float()  # (b, k, n)
+            if gram is not None:
+                rows = gram[w].float()  # (b, k, n)
                 g = r - (c.unsqueeze(1) @ rows).squeeze(1)
                 slack = self.margin * y_norm + _GRAM_ERR * c.abs().sum(1, keepdim=True)
             else:
@@ -134,5 +138,18 @@ class FixedSchedule:
         values = c * (valid & ok.unsqueeze(1))
         return w, values, ok
 
+    def _gram(self) -> torch.Tensor | None:
+        if self.gram is not None or not self.make_gram:
+            return self.gram
+        if "gram" not in self._built:
+            self._built["gram"] = half_gram(self.atoms)
+        return self._built["gram"]
+
     def _ridge(self, k: int, device: torch.device) -> torch.Tensor:
         return (self.l2 * torch.eye(k, device=device)).unsqueeze(0)
+
+
+def half_gram(atoms: torch.Tensor) -> torch.Tensor:
+    """The (n, n) Gram ``atoms @ atoms.T`` in ``GRAM_DTYPE`` (accumulated in fp32)."""
+    a = atoms if atoms.dtype == torch.float16 else atoms.float()
+    return (a @ a.T).to(GRAM_DTYPE)
