@@ -185,45 +185,28 @@ def _run_set(
         assert data["exact"] is False
         return {int(x["concept_id"]) for x in data["results"]}
 
+    def json_search(client: httpx.Client, q: np.ndarray) -> set[int]:
+        return answer(client.post("/v1/search/nearest", json={**where, "vector": q.tolist()}))
+
+    def binary_search(client: httpx.Client, q: np.ndarray) -> set[int]:
+        return answer(
+            client.post(
+                "/v1/search/nearest",
+                params=where,
+                content=q.astype("<f4").tobytes(),
+                headers={"Content-Type": "application/octet-stream"},
+            )
+        )
+
     for i, q in enumerate(queries):
         want = {int(cids[j]) for j in truth[i]}
-        got = timed(
-            "json",
-            lambda q=q: answer(
-                http.post("/v1/search/nearest", json={**where, "vector": q.tolist()})
-            ),
-        )
+        got = timed("json", lambda q=q: json_search(http, q))
         recall["json"].append(len(got & want) / 10)
-        got = timed(
-            "binary",
-            lambda q=q: answer(
-                http.post(
-                    "/v1/search/nearest",
-                    params=where,
-                    content=q.astype("<f4").tobytes(),
-                    headers={"Content-Type": "application/octet-stream"},
-                )
-            ),
-        )
+        got = timed("binary", lambda q=q: binary_search(http, q))
         recall["binary"].append(len(got & want) / 10)
         if old is not None:
-            timed(
-                "old json",
-                lambda q=q: answer(
-                    old.post("/v1/search/nearest", json={**where, "vector": q.tolist()})
-                ),
-            )
-            got = timed(
-                "old binary",
-                lambda q=q: answer(
-                    old.post(
-                        "/v1/search/nearest",
-                        params=where,
-                        content=q.astype("<f4").tobytes(),
-                        headers={"Content-Type": "application/octet-stream"},
-                    )
-                ),
-            )
+            timed("old json", lambda q=q, old=old: json_search(old, q))
+            got = timed("old binary", lambda q=q, old=old: binary_search(old, q))
             recall["old binary"].append(len(got & want) / 10)
         timed("floor", lambda: http.get("/docs").raise_for_status())
         timed("me", lambda: http.get("/v1/me").raise_for_status())
