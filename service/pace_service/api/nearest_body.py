@@ -24,7 +24,7 @@ from starlette.exceptions import HTTPException
 
 from ..errors import EmptyBody, ValidationFailed
 from ..schemas.search import MAX_VECTOR_VALUES, NearestBinaryParams, NearestRequest
-from ..store.search import NearestQuery
+from ..store.search import MIN_POOL, NearestQuery
 
 __all__ = ["BINARY_TYPE", "JSON_TYPE", "decode_nearest"]
 
@@ -38,22 +38,27 @@ def _media_type(content_type: str | None) -> str:
 
 
 def decode_nearest(
-    content_type: str | None, query_params: Mapping[str, str], body: bytes
+    content_type: str | None,
+    query_params: Mapping[str, str],
+    body: bytes,
+    *,
+    min_pool: int = MIN_POOL,
 ) -> NearestQuery:
-    """The validated query of a request (raises the API's 4xx errors)."""
+    """The validated query of a request (raises the API's 4xx errors); ``min_pool``:
+    the service's candidate pool setting (``search_pool``)."""
     media = _media_type(content_type)
     if media == JSON_TYPE:
         try:
             req = NearestRequest.model_validate_json(body)
         except ValidationError as exc:
             raise RequestValidationError(_located(exc, "body")) from None
-        return _query(req, req.vector)
+        return _query(req, req.vector, min_pool)
     if media == BINARY_TYPE:
         try:
             params = NearestBinaryParams.model_validate(dict(query_params))
         except ValidationError as exc:
             raise RequestValidationError(_located(exc, "query")) from None
-        return _query(params, _binary_vector(body, _DTYPES[params.dtype]))
+        return _query(params, _binary_vector(body, _DTYPES[params.dtype]), min_pool)
     raise HTTPException(415, f"send {JSON_TYPE} or {BINARY_TYPE} (got {media!r})")
 
 
@@ -73,7 +78,7 @@ def _binary_vector(body: bytes, dtype: np.dtype[Any]) -> np.ndarray[Any, Any]:
     return np.frombuffer(body, dtype=dtype)
 
 
-def _query(params: Any, vector: list[float] | np.ndarray[Any, Any]) -> NearestQuery:
+def _query(params: Any, vector: list[float] | np.ndarray[Any, Any], min_pool: int) -> NearestQuery:
     return NearestQuery(
         model_id=params.model_id,
         layer=params.layer,
@@ -84,6 +89,7 @@ def _query(params: Any, vector: list[float] | np.ndarray[Any, Any]) -> NearestQu
         partition_id=params.partition_id,
         task_id=params.task_id,
         exact=params.exact,
+        min_pool=min_pool,
     )
 
 

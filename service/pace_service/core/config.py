@@ -16,6 +16,7 @@ __all__ = [
     "DEFAULT_MAX_JSON_BYTES",
     "DEFAULT_MAX_UPLOAD_BYTES",
     "DEFAULT_MAX_UPLOAD_VECTORS",
+    "DEFAULT_SEARCH_POOL",
     "Settings",
     "default_data_dir",
     "get_settings",
@@ -30,6 +31,10 @@ DEFAULT_MAX_JSON_BYTES = 64 << 20
 
 DEFAULT_MAX_UPLOAD_VECTORS = 200_000
 """Most rows in one vector upload: 40,000 concepts x 5 layers, or all 32 layers of 6,250."""
+
+
+DEFAULT_SEARCH_POOL = 48
+"""Hamming candidates a nearest search re-ranks exactly (at least; see ``search_pool``)."""
 
 
 def default_data_dir() -> Path:
@@ -88,6 +93,11 @@ class Settings(BaseSettings):
     connection between thread hops, so a smaller pool let 50 clients convoy (threads
     waiting for connections held by requests waiting for threads) until the pool's
     30 s timeout; the load bench saw 503s (500s before) at 15 and none at 40."""
+    search_pool: int = Field(default=DEFAULT_SEARCH_POOL, ge=1, le=1000)
+    """Smallest candidate pool of a nearest search (``hnsw.ef_search``): the pool is
+    ``max(search_pool, 4 k)``, widened below 2,048 dimensions, at most 1,000. Measured
+    at 40,000 x 4,096 (docs/benchmarks.md): 48 gives recall@10 about 0.99 and 64 about
+    0.995-0.999, for ~0.6 ms more PostgreSQL CPU per search."""
     auth_cache_seconds: float = Field(default=2.0, ge=0)
     """How long a verified API key is trusted without a lookup (0: always look it up).
     A key revoked through another service process stops working within this bound."""

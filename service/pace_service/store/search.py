@@ -25,6 +25,7 @@ from pgvector import HalfVector
 from psycopg import sql
 from sqlalchemy.orm import Session
 
+from ..core.config import DEFAULT_SEARCH_POOL
 from ..errors import DimensionMismatch, NonFinite, NotFound, ServiceError, ValidationFailed
 from ..models import Partition
 from .access import owned_task, readable_partition, readable_version
@@ -52,12 +53,14 @@ __all__ = [
     "search_hints",
 ]
 
-MIN_POOL = 64
-"""Smallest candidate pool re-ranked exactly; ``hnsw.ef_search`` is the pool size.
+MIN_POOL = DEFAULT_SEARCH_POOL
+"""Smallest candidate pool re-ranked exactly, unless a query asks for another
+(:attr:`NearestQuery.min_pool`, the service's ``search_pool`` setting);
+``hnsw.ef_search`` is the pool size.
 
-Measured at 40,000 x 4,096 (bench/service_nearest.py data): pool 64 gives recall@10
-0.999 / 0.9945 (near / far queries) with ef_search 64 or 128 alike, at 3.5 vs 5 ms of
-PostgreSQL time; pool 40 drops to 0.983 / 0.986, pool 32 to 0.954 / 0.974."""
+Measured at 40,000 x 4,096 (bench/service_nearest.py data, near / fresh queries):
+pool 64 gives recall@10 0.999 / 0.9945, pool 48 0.990 / 0.9925 for ~0.6 ms less
+PostgreSQL CPU per search (of ~2.5), pool 40 0.983 / 0.986, pool 32 0.954 / 0.974."""
 POOL_PER_K = 4
 """The pool grows with k: ``max(MIN_POOL, POOL_PER_K * k)`` (at most 1,000)."""
 SHORT_CODE_BITS = 2048
@@ -78,6 +81,8 @@ class NearestQuery:
     partition_id: int | None = None
     task_id: int | None = None
     exact: bool = False
+    min_pool: int = MIN_POOL
+    """Smallest candidate pool of the index path (see :func:`pool_size`)."""
 
 
 @dataclass(frozen=True)
@@ -90,14 +95,14 @@ class Neighbor:
     label: str | None
 
 
-def pool_size(k: int, dim: int = 4096) -> int:
+def pool_size(k: int, dim: int = 4096, min_pool: int = MIN_POOL) -> int:
     """How many Hamming candidates are re-ranked for a top-``k`` query at ``dim``.
 
     A d-dimensional atom quantizes to d bits; below 2,048 dimensions the codes say less,
     so the pool grows in proportion (re-ranking small vectors is cheap).
     """
     widen = max(1, -(-SHORT_CODE_BITS // max(1, dim)))
-    return min(1000, max(MIN_POOL, POOL_PER_K * k) * widen)
+    return min(_MAX_EF, max(min_pool, POOL_PER_K * k) * widen)
 
 
 def _check_vector(
@@ -306,7 +311,7 @@ def guess_settings(q: NearestQuery, guess: Guess) -> tuple[str, tuple[str, str]]
 
 def guess_ef_search(q: NearestQuery, guess: Guess) -> int:
     """The ``hnsw.ef_search`` a guessed search needs (its candidate pool)."""
-    return min(_MAX_EF, pool_size(q.k, guess.hint.dim))
+    return pool_size(q.k, guess.hint.dim, q.min_pool)
 
 
 def guess_statement(
@@ -316,7 +321,7 @@ def guess_statement(
     index search's rows (see :func:`guess_rows`), as (statement, params)."""
     statement = _guess_statement(
         guess.hint.dim,
-        pool_size(q.k, guess.hint.dim),
+        pool_size(q.k, guess.hint.dim, q.min_pool),
         q.k,
         q.model_id,
         q.layer,
@@ -451,11 +456,11 @@ def nearest(session: Session, namespace_id: int, q: NearestQuery) -> tuple[list[
     params: dict[str, Any] = {"q": HalfVector(half)}
 
     if not q.exact and ready:
-        pool = pool_size(q.k, hidden_size)
+        pool = pool_size(q.k, hidden_size, q.min_pool)
         query = _index_search(hidden_size, pool, q.k, scope("a"), readable, label_col, label_join)
         iterative = "relaxed_order" if version_id is not None else "off"
         with conn.pipeline():  # the settings and the search in one round trip
-            conn.execute(_POOL_SETTINGS, (str(min(_MAX_EF, pool)), iterative))
+            conn.execute(_POOL_SETTINGS, (str(pool), iterative))
             cursor = conn.execute(query, {**params, "code": query_code(half)})
         rows = cursor.fetchall()
         # Unreadable atoms can crowd the pool out (or a small concept set run past the

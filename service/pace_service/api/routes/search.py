@@ -96,7 +96,10 @@ def _search(app: FastAPI, secret: str | None, request: Request, body: bytes) -> 
             with factory() as session:
                 principal = resolve_principal(session, secret, key_cache(request))
                 query = decode_nearest(
-                    request.headers.get("content-type"), request.query_params, body
+                    request.headers.get("content-type"),
+                    request.query_params,
+                    body,
+                    min_pool=app.state.settings.search_pool,
                 )
                 results, exact = store.nearest(session, principal.namespace_id, query)
             break
@@ -162,7 +165,9 @@ async def answer_on_loop(
     principal = cache.get(hash_key(secret)) if cache is not None else None
     if principal is None:
         return None
-    query = decode_nearest(content_type, query_params, body)
+    query = decode_nearest(
+        content_type, query_params, body, min_pool=app.state.settings.search_pool
+    )
     guess = store.guess_for(store.search_hints(app.state.search_engine), query)
     if guess is None:
         return None
