@@ -33,6 +33,10 @@ checkout's query is written for (over ``binary_quantize(vector)``, same graph
 parameters). Both services then share one PostgreSQL, with this checkout's embedded
 settings (``shared_buffers``).
 
+The candidate pool is the service's setting (``PACE_SEARCH_POOL``, default 48), read
+from the environment by the service under test and by this script's ``db`` and ``pg``
+rows alike (the ``--baseline-src`` service gets it too, if it knows the setting).
+
 Run: ``.venv/bin/python bench/service_nearest.py [--n 40000 --dim 4096 --queries 200]``
 """
 
@@ -64,6 +68,7 @@ from service_harness import (
 )
 
 from pace_service.copy import copy_in
+from pace_service.core.config import Settings
 from pace_service.core.db import create_engine, create_session_factory
 from pace_service.store.search import NearestQuery, nearest, pool_size
 from pace_service.store.search_index import (
@@ -74,6 +79,9 @@ from pace_service.store.search_index import (
     query_code,
 )
 from pace_service.store.vectors import atom_layout
+
+POOL = Settings().search_pool
+"""The service's smallest candidate pool (``PACE_SEARCH_POOL``)."""
 
 
 def _pct(xs: list[float], q: float) -> float:
@@ -88,7 +96,7 @@ def main() -> None:
     parser.add_argument("--exact-queries", type=int, default=10)
     parser.add_argument("--baseline-src", default=None, help="an older checkout to compare")
     args = parser.parse_args()
-    print(f"machine: {machine()}")
+    print(f"machine: {machine()}; search pool {POOL} (PACE_SEARCH_POOL)")
     t = time.perf_counter()
     gen = activation_like(args.n, args.dim)
     x16 = gen.x.astype(np.float16)
@@ -212,7 +220,12 @@ def _run_set(
         timed("me", lambda: http.get("/v1/me").raise_for_status())
         timed("select 1", lambda: ping.execute("SELECT 1").fetchone())
         with factory() as session:
-            timed("db", lambda q=q: nearest(session, ns_id, NearestQuery(model_id, 0, None, 10, q)))
+            timed(
+                "db",
+                lambda q=q: nearest(
+                    session, ns_id, NearestQuery(model_id, 0, None, 10, q, min_pool=POOL)
+                ),
+            )
             session.rollback()
     exact_lat: list[float] = []
     for i, q in enumerate(queries[: args.exact_queries]):
@@ -383,7 +396,7 @@ def _free_port() -> int:
 def _server_side_ms(
     libpq_url: str, model_id: int, recipe_id: int, dim: int, queries: np.ndarray[Any, Any]
 ) -> list[float]:
-    pool = pool_size(10, dim)
+    pool = pool_size(10, dim, POOL)
     query = sql.SQL(
         "EXPLAIN (ANALYZE, FORMAT JSON) WITH x AS MATERIALIZED (SELECT a.concept_id, a.vector "
         "FROM atoms a WHERE a.model_id = {m} AND a.layer = 0 AND a.recipe_id = {r} "
