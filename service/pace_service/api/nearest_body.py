@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
+from starlette.datastructures import QueryParams
 from starlette.exceptions import HTTPException
 
 from ..errors import EmptyBody, ValidationFailed
@@ -39,13 +40,16 @@ def _media_type(content_type: str | None) -> str:
 
 def decode_nearest(
     content_type: str | None,
-    query_params: Mapping[str, str],
+    query_params: Mapping[str, str] | bytes,
     body: bytes,
     *,
     min_pool: int = MIN_POOL,
 ) -> NearestQuery:
-    """The validated query of a request (raises the API's 4xx errors); ``min_pool``:
-    the service's candidate pool setting (``search_pool``)."""
+    """The validated query of a request (raises the API's 4xx errors).
+
+    ``query_params``: parsed, or the raw query string (validated once per distinct
+    string, then reused: a client repeats the same few); ``min_pool``: the service's
+    candidate pool setting (``search_pool``)."""
     media = _media_type(content_type)
     if media == JSON_TYPE:
         try:
@@ -54,12 +58,32 @@ def decode_nearest(
             raise RequestValidationError(_located(exc, "body")) from None
         return _query(req, req.vector, min_pool)
     if media == BINARY_TYPE:
-        try:
-            params = NearestBinaryParams.model_validate(dict(query_params))
-        except ValidationError as exc:
-            raise RequestValidationError(_located(exc, "query")) from None
+        params = _binary_params(query_params)
         return _query(params, _binary_vector(body, _DTYPES[params.dtype]), min_pool)
     raise HTTPException(415, f"send {JSON_TYPE} or {BINARY_TYPE} (got {media!r})")
+
+
+_PARAMS: dict[bytes, NearestBinaryParams] = {}
+"""Raw query string -> its validated parameters (read only once made)."""
+_MAX_PARAMS = 256
+
+
+def _binary_params(query: Mapping[str, str] | bytes) -> NearestBinaryParams:
+    if isinstance(query, bytes):
+        known = _PARAMS.get(query)
+        if known is not None:
+            return known
+    try:
+        params = NearestBinaryParams.model_validate(
+            dict(QueryParams(query) if isinstance(query, bytes) else query)
+        )
+    except ValidationError as exc:
+        raise RequestValidationError(_located(exc, "query")) from None
+    if isinstance(query, bytes):
+        if len(_PARAMS) >= _MAX_PARAMS:
+            _PARAMS.clear()
+        _PARAMS[query] = params
+    return params
 
 
 def _binary_vector(body: bytes, dtype: np.dtype[Any]) -> np.ndarray[Any, Any]:

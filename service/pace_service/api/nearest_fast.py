@@ -19,7 +19,6 @@ import logging
 from typing import Any
 
 from fastapi.security.utils import get_authorization_scheme_param
-from starlette.datastructures import QueryParams
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .routes.search import MAX_BODY_BYTES, answer_on_loop
@@ -79,7 +78,7 @@ class NearestFastPath:
                 scope["app"],
                 secret,
                 content_type.decode("latin-1") if content_type is not None else None,
-                QueryParams(scope["query_string"]),
+                scope["query_string"],
                 body,
             )
         except Exception:  # the route reports it (or, for a dropped connection, retries)

@@ -20,10 +20,11 @@ import psycopg
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import TypeAdapter
+from pydantic_core import to_json
 from sqlalchemy.exc import DBAPIError
 
 from ...core.security import hash_key
-from ...schemas.search import NearestBinaryParams, NearestPublic, NearestRequest, NeighborPublic
+from ...schemas.search import NearestBinaryParams, NearestPublic, NearestRequest
 from ...store import search as store
 from ...store.search_async import nearest_guessed
 from ..deps import Principal, bearer, key_cache, resolve_principal
@@ -113,19 +114,22 @@ def _search(app: FastAPI, secret: str | None, request: Request, body: bytes) -> 
 
 
 def _answer(results: list[store.Neighbor], exact: bool) -> bytes:
-    answer = NearestPublic(
-        results=[
-            NeighborPublic(
-                concept_id=r.concept_id,
-                name=r.name,
-                similarity=r.similarity,
-                label=_label(r.label),
-            )
-            for r in results
-        ],
-        exact=exact,
+    # The shape of NearestPublic (the route's response model, in the OpenAPI schema),
+    # serialized by pydantic-core without building the models: 13 instead of 77 us.
+    return to_json(
+        {
+            "results": [
+                {
+                    "concept_id": r.concept_id,
+                    "name": r.name,
+                    "similarity": r.similarity,
+                    "label": _label(r.label),
+                }
+                for r in results
+            ],
+            "exact": exact,
+        }
     )
-    return answer.__pydantic_serializer__.to_json(answer)
 
 
 MAX_BODY_BYTES = 1 << 20
@@ -156,7 +160,7 @@ async def answer_on_loop(
     app: FastAPI,
     secret: str,
     content_type: str | None,
-    query_params: Mapping[str, str],
+    query_params: Mapping[str, str] | bytes,
     body: bytes,
 ) -> bytes | None:
     """The answer without a worker thread, when the key is cached and the search can be
