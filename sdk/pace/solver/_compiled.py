@@ -79,7 +79,9 @@ def _homotopy(
     max_steps: int,
     c: npt.NDArray[np.float64],
     fixed: int,
-) -> int:
+    carry_order: npt.NDArray[np.int64],
+    carry_inv: npt.NDArray[np.float64],
+) -> tuple[int, int, npt.NDArray[np.int64], npt.NDArray[np.float64]]:
     """``c = argmin 1/2 c^T h c - b^T c + l1 |c|_1`` (h symmetric positive definite).
 
     Slots ``j >= fixed`` carry the L1 weight ``lam``, which falls from ``max |b_j - h_j c|``
@@ -95,7 +97,15 @@ def _homotopy(
     one when it reaches ``l1``, an active coefficient leaves at 0. The end point is
     re-solved from scratch and checked, so exactness never depends on the path.
 
-    Returns the status.
+    ``carry_order``/``carry_inv`` hand over the previous round's path state: its active
+    slots (all ``< fixed``, in its order) and the inverse of their block of ``h``. When
+    they are exactly the slots ``j < fixed`` with ``c[j] != 0`` (as after an earlier
+    round's certified end point), the path resumes from that inverse instead of factoring
+    the block again (about m^3 / 2 operations: 0.34 ms at m = 96, per round). Pass empty
+    arrays to start afresh.
+
+    Returns ``(status, m, order, inv)``: the path's final active slots ``order[:m]`` and
+    ``inv[:m, :m]``, their block's inverse (meaningful when the status is OK).
     """
     k = b.shape[0]
     order = np.empty(k, np.int64)
@@ -118,10 +128,25 @@ def _homotopy(
             cur[m] = c[j]
             free[j] = False
             m += 1
+    carried = carry_order.shape[0] == m and m > 0
+    for i in range(carry_order.shape[0] if carried else 0):
+        j = carry_order[i]
+        if j >= fixed or c[j] == 0.0:
+            carried = False
+            break
+    if carried:  # same slots (counted and checked above), in the carried order
+        for i in range(m):
+            j = carry_order[i]
+            order[i] = j
+            sg[i] = 1.0 if c[j] > 0.0 else -1.0
+            cur[i] = c[j]
+            row = carry_inv[i]
+            for a in range(m):
+                inv[i, a] = row[a]
     for j in range(k):
         c[j] = 0.0
-    if m > 0 and not _invert(h, order, m, inv):
-        return _FAIL
+    if m > 0 and not carried and not _invert(h, order, m, inv):
+        return _FAIL, 0, order, inv
     for j in range(k):
         d[j] = b[j]
     for i in range(m):
@@ -137,11 +162,11 @@ def _homotopy(
             j0 = j
     if lam0 <= l1:
         if m == 0:
-            return OK  # c = 0
-        return _end_point(h, b, l1, tol, order, sg, m, c)
+            return OK, 0, order, inv  # c = 0
+        return _end_point(h, b, l1, tol, order, sg, m, c), m, order, inv
     # The moving slot with the largest correlation is active from the start.
     if not _border(h, inv, order, m, j0, z):
-        return _FAIL
+        return _FAIL, 0, order, inv
     order[m] = j0
     sg[m] = 1.0 if d[j0] > 0.0 else -1.0
     cur[m] = 0.0
@@ -223,7 +248,7 @@ def _homotopy(
                 jj = j
                 jsign = -1.0
         if best_leave == ninf and best_join == ninf:
-            return _end_point(h, b, l1, tol, order, sg, m, c)
+            return _end_point(h, b, l1, tol, order, sg, m, c), m, order, inv
         mu = best_leave if best_leave >= best_join else best_join
         step = mu - lam
         for i in range(m):
@@ -252,13 +277,13 @@ def _homotopy(
             m = last
         else:
             if not _border(h, inv, order, m, jj, z):
-                return _FAIL  # the new atom is (numerically) in the span of the active ones
+                return _FAIL, 0, order, inv  # the new atom is (numerically) in the span
             order[m] = jj
             sg[m] = jsign
             cur[m] = 0.0
             free[jj] = False
             m += 1
-    return _STEPS
+    return _STEPS, 0, order, inv
 
 
 @_jit
@@ -432,7 +457,9 @@ def homotopy_ws(
     Returns ``(c, status)``; ``status != OK`` means no certified answer (use another path).
     """
     c = np.zeros(b.shape[0])
-    status = _homotopy(h, b, l1, tol, max_steps, c, 0)
+    status, _, _, _ = _homotopy(
+        h, b, l1, tol, max_steps, c, 0, np.empty(0, np.int64), np.empty((0, 0))
+    )
     return c, status
 
 
@@ -538,6 +565,8 @@ def _solve_row(
     h = np.empty((0, 0))
     c = np.zeros(n)  # the working set's answer, by slot
     k_old = 0
+    carry_order = np.empty(0, np.int64)  # the path's active slots and their inverse
+    carry_inv = np.empty((0, 0))
     for _ in range(max_rounds):
         # The working-set system, grown from the previous round's (the Gram is
         # symmetric: one triangle is read).
@@ -559,9 +588,13 @@ def _solve_row(
         # these correlated atoms they mostly cycle; seeding the working set is what helps.)
         # Later rounds continue from the previous answer: only the new atoms' weight moves
         # (see _homotopy), so the path is not walked again from the top.
-        status = _homotopy(h, bw, l1, tol, 8 * k + 16, c[:k], k_old)
+        status, m, order, inv = _homotopy(
+            h, bw, l1, tol, 8 * k + 16, c[:k], k_old, carry_order, carry_inv
+        )
         if status != OK:
             return status, 0
+        carry_order = order[:m]
+        carry_inv = inv
         k_old = k
         done = k >= n
         if not done:
