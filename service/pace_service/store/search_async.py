@@ -8,8 +8,9 @@ context shows the request itself is wrong.
 
 These connections serve only this search (autocommit), so the pool size
 (``hnsw.ef_search``) is set once per connection, at session level, and a search whose
-pool matches sends **one** statement: the settings statement would cost as much service
-CPU (psycopg's Python) as the search itself.
+pool matches sends **one** statement, prepared once per connection and run through
+libpq's own calls (:mod:`.search_wire`: psycopg's Python per statement cost as much
+service CPU as the rest of the hot path).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from .search import (
     guess_statement,
     neighbor,
 )
+from .search_wire import fetch_rows
 
 __all__ = ["nearest_guessed"]
 
@@ -49,14 +51,10 @@ async def nearest_guessed(
     """
     ef = guess_ef_search(q, guess)
     statement, params = guess_statement(namespace_id, q, guess)
-    if _EF_SEARCH.get(conn) == ef:
-        cursor = await conn.execute(statement, params)
-    else:
-        async with conn.pipeline():
-            await conn.execute("SELECT set_config('hnsw.ef_search', %s, false)", (str(ef),))
-            cursor = await conn.execute(statement, params)
+    if _EF_SEARCH.get(conn) != ef:  # a connection's first search (or a new pool size)
+        await conn.execute("SELECT set_config('hnsw.ef_search', %s, false)", (str(ef),))
         _EF_SEARCH[conn] = ef
-    ctx, rows = guess_rows(await cursor.fetchall())
+    ctx, rows = guess_rows(await fetch_rows(conn, statement, params))
     resolved = check_context(q, ctx, guess)
     if not guess_stands(guess, resolved, rows, q.k):
         return None
