@@ -76,6 +76,10 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         host=host,
         port=port,
         log_level=args.log_level,
+        # uvloop and httptools when installed (the service extra has both), else asyncio
+        # and h11: uvloop took ~0.25 ms of CPU off each nearest search
+        loop="auto",
+        http="auto",
         # explicit, not uvicorn's defaults by chance; request bodies have their own
         # idle timeout (408, api/limits.py)
         timeout_keep_alive=settings.keep_alive_timeout_s,

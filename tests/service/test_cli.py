@@ -84,6 +84,8 @@ def test_serve_embedded_bootstraps_and_survives_restart(data_dir: Path) -> None:
         key = key_file.read_text().strip()
         me = _wait_ready(process, f"http://127.0.0.1:{port}/v1/me", key)
         assert me.json() == {"namespace": "default", "role": "admin"}
+        if sys.platform == "linux":  # the service extra's event loop serves it
+            assert "uvloop" in Path(f"/proc/{process.pid}/maps").read_text()
         created = httpx.post(
             f"http://127.0.0.1:{port}/v1/concepts",
             json={"name": "kept"},
