@@ -25,8 +25,8 @@ def _statement(app: Any, s: Any, vector: np.ndarray[Any, Any], *, model_id: int)
     return store.guess_statement(namespace_id, query, guess)
 
 
-async def _both(url: str, statements: list[Any]) -> list[tuple[list[Any], list[Any]]]:
-    from pace_service.store.search_wire import fetch_rows
+async def _both(url: str, statements: list[Any]) -> tuple[list[Any], int]:
+    from pace_service.store.search_wire import _PREPARED, fetch_rows
 
     out = []
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
@@ -36,10 +36,21 @@ async def _both(url: str, statements: list[Any]) -> list[tuple[list[Any], list[A
             out.append((await fetch_rows(conn, statement, params), typed))
         with pytest.raises(psycopg.OperationalError):  # a failing statement raises
             await fetch_rows(conn, b"SELECT 1/0 WHERE %(recipe)s::bigint IS NULL", params)
-    return out
+        return out, len(_PREPARED[conn])
 
 
-def test_wire_rows_equal_psycopgs(client: Any, app: Any, write_key: str, database_url: str) -> None:
+@pytest.mark.parametrize("max_prepared", [64, 1])
+def test_wire_rows_equal_psycopgs(
+    client: Any,
+    app: Any,
+    write_key: str,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    max_prepared: int,
+) -> None:
+    from pace_service.store import search_wire
+
+    monkeypatch.setattr(search_wire, "_MAX_PREPARED", max_prepared)  # 1: one named
     s = seed(app, n_concepts=12, hidden_size=16, num_layers=1, prefix="Ünïcode ☃")
     vecs = activation_like(12, 16)
     r = client.post(
@@ -59,7 +70,8 @@ def test_wire_rows_equal_psycopgs(client: Any, app: Any, write_key: str, databas
         _statement(app, s, -vecs[5], model_id=s.model_id),
         _statement(app, s, vecs[3], model_id=s.model_id + 1000),  # no such model: NULLs
     ]
-    pairs = asyncio.run(_both(database_url.replace("+psycopg", ""), statements))
+    pairs, prepared = asyncio.run(_both(database_url.replace("+psycopg", ""), statements))
+    assert prepared == min(2, max_prepared)  # two shapes: beyond the bound, sent unnamed
     for wire, typed in pairs:
         assert wire == [tuple(row) for row in typed]
     assert pairs[0][0][0][7] == s.names[2] and pairs[0][0][0][6] == s.concept_ids[2]

@@ -32,6 +32,9 @@ WIRE_PARAMS = ("recipe", "model", "layer", "q", "code")
 _TYPES = (20, 20, 20, 0, 0)  # int8 for the ids; halfvec and bit inferred by the server
 _FORMATS = (0, 0, 0, 1, 1)  # ids as text, the vector and its code in binary
 
+_MAX_PREPARED = 64
+"""Statements prepared per connection (one per model, layer, recipe, k and namespace
+searched); beyond that a statement is sent unnamed, parsed and planned each time."""
 _PREPARED: weakref.WeakKeyDictionary[psycopg.AsyncConnection[Any], dict[bytes, bytes]] = (
     weakref.WeakKeyDictionary()
 )
@@ -108,12 +111,15 @@ async def fetch_rows(
     pgconn = conn.pgconn
     names = _PREPARED.setdefault(conn, {})
     name = names.get(statement)
-    if name is None:
+    if name is None and len(names) < _MAX_PREPARED:
         name = b"pace_nearest_%d" % len(names)
         pgconn.send_prepare(name, wire_statement(statement), _TYPES)
         _check(await _results(pgconn), pq.ExecStatus.COMMAND_OK)
         names[statement] = name
-    pgconn.send_query_prepared(name, _encode(params), _FORMATS)
+    if name is None:
+        pgconn.send_query_params(wire_statement(statement), _encode(params), _TYPES, _FORMATS)
+    else:
+        pgconn.send_query_prepared(name, _encode(params), _FORMATS)
     result = _check(await _results(pgconn), pq.ExecStatus.TUPLES_OK)
     return [_row(result, i) for i in range(result.ntuples)]
 
