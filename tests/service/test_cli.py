@@ -106,6 +106,15 @@ def test_serve_embedded_bootstraps_and_survives_restart(data_dir: Path) -> None:
     assert not (data_dir / "pgdata" / "postmaster.pid").exists()
 
 
+def test_a_bad_setting_is_named_at_startup(data_dir: Path) -> None:
+    env = {**_env(data_dir), "PACE_SEARCH_POOL": "0"}
+    command = [sys.executable, "-m", "pace_service", "serve"]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.startswith("invalid setting PACE_SEARCH_POOL='0': ")
+    assert "Traceback" not in result.stderr and not (data_dir / "pgdata").exists()
+
+
 def test_keys_create_prints_a_working_key(database_url: str, data_dir: Path, client: Any) -> None:
     env = {**_env(data_dir), "DATABASE_URL": database_url}
     command = [sys.executable, "-m", "pace_service", "keys", "create", "--namespace", "ops"]
