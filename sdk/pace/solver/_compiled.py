@@ -295,15 +295,25 @@ def _border(
     jj: int,
     z: npt.NDArray[np.float64],
 ) -> bool:
-    """Grow ``inv[:m, :m] = h[order, order]^-1`` by slot ``jj`` (bordering); False if singular."""
+    """Grow ``inv[:m, :m] = h[order, order]^-1`` by slot ``jj`` (bordering); False if singular.
+
+    The new column ``h[order, jj]`` is read once, from row ``jj`` (h is symmetric): read
+    inside the product it cost m^2 loads from m different rows, the most expensive part
+    of an event on a large working set.
+    """
     q = h[jj, jj]
     sigma = q
+    hj = h[jj]
+    col = np.empty(m)
+    for a in range(m):
+        col[a] = hj[order[a]]
     for i in range(m):
+        row = inv[i]
         acc = 0.0
         for a in range(m):
-            acc += inv[i, a] * h[order[a], jj]
+            acc += row[a] * col[a]
         z[i] = acc
-        sigma -= h[order[i], jj] * acc
+        sigma -= col[i] * acc
     if not sigma > 1e-12 * q:
         return False
     for i in range(m):
@@ -437,13 +447,14 @@ def _end_point(
             return _FAIL
         c[order[i]] = x[i]
     k = b.shape[0]
+    d = b.copy()  # b - h c, by rows of h (contiguous)
+    for i in range(m):
+        row = h[order[i]]
+        xi = x[i]
+        for j in range(k):
+            d[j] -= xi * row[j]
     for j in range(k):
-        if c[j] != 0.0:
-            continue
-        d = b[j]
-        for i in range(m):
-            d -= h[order[i], j] * x[i]
-        if abs(d) > l1 + tol:
+        if c[j] == 0.0 and abs(d[j]) > l1 + tol:
             return _FAIL
     return OK
 
