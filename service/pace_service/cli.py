@@ -173,7 +173,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValidationError as exc:  # one line per bad variable, no traceback
         for error in exc.errors(include_url=False):
             name = "PACE_" + "_".join(str(part) for part in error["loc"]).upper()
-            print(f"invalid setting {name}={error.get('input')!r}: {error['msg']}", file=sys.stderr)
+            shown = "" if "URL" in name else f"={error.get('input')!r}"  # may hold a password
+            print(f"invalid setting {name}{shown}: {error['msg']}", file=sys.stderr)
         return 2
     code: int = args.handler(args, settings)
     return code
