@@ -11,6 +11,9 @@ layer-call. Run step 2 with another checkout's ``sdk`` on ``PYTHONPATH`` to comp
     .venv/bin/python bench/steering_solver_replay.py --inputs /tmp/replay.pt
     PYTHONPATH=/tmp/before/sdk .venv/bin/python bench/steering_solver_replay.py \\
         --inputs /tmp/replay.pt --warm   # --warm: chain warm starts as the old edit did
+
+``--interleaved`` also replays the decode edits in generation order through the fused
+edit (see ``replay_interleaved``): closer to generation's cold caches than layer by layer.
 """
 
 from __future__ import annotations
@@ -96,14 +99,52 @@ def replay(path: str, warm: bool) -> None:
               f"{np.round(pre + dec, 2)} s CPU)")  # fmt: skip
 
 
+def replay_interleaved(path: str) -> None:
+    """The decode edits in generation order (layers 0..L-1, then the next token), each one
+    fused call (``_compiled.remove_row_lowp``: normalise, solve, remove) as PaCE's CPU edit
+    makes it: every layer's atoms, int16 copy and Gram are touched once per token, so
+    caches hold what they would between two calls of a generation, less the model's own
+    weights (which would evict more)."""
+    from pace.solver import ElasticNet, _compiled
+
+    torch.set_num_threads(1)
+    for name, d in torch.load(path).items():
+        layers = sorted(d["atoms"])
+        args = [ElasticNet(d["atoms"][layer].float()).cpu_row_kernel_args for layer in layers]
+        und = d["und"].numpy().astype(bool)
+        n_u = int(und.sum())
+        pos = np.full(und.shape[0], -1, np.int64)
+        pos[und] = np.arange(n_u)
+        rows = [[y[0].float().numpy() for y in d["ys"][li] if y.shape[0] == 1]
+                for li in range(len(layers))]  # fmt: skip
+        d_u = np.ascontiguousarray(d["atoms"][layers[0]].float().numpy()[und])  # any rows
+        total, calls = 0.0, 0
+        for step in range(-1, len(rows[0])):  # step -1: load the compiled kernel
+            for li in range(len(layers)):
+                z = rows[li][max(step, 0)]
+                t = time.thread_time()
+                status, _ = _compiled.remove_row_lowp(
+                    z, *args[li], pos, d_u, np.zeros(n_u, np.float32), np.empty_like(z)
+                )
+                if step >= 0:
+                    total, calls = total + time.thread_time() - t, calls + 1
+                assert status == _compiled.OK, status
+        print(f"{name}: decode edit in generation order {total / calls * 1e3:.3f} ms CPU per "
+              f"layer-call ({calls} calls)")  # fmt: skip
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--inputs", required=True, help="file of captured solver inputs")
     p.add_argument("--warm", action="store_true", help="warm-start each call from the last")
+    p.add_argument("--interleaved", action="store_true",
+                   help="also the decode edits in generation order, fused")  # fmt: skip
     args = p.parse_args()
     if not os.path.exists(args.inputs):
         capture(args.inputs)
     replay(args.inputs, args.warm)
+    if args.interleaved:
+        replay_interleaved(args.inputs)
 
 
 if __name__ == "__main__":
