@@ -27,9 +27,6 @@ sys.path.insert(0, os.path.dirname(__file__))
 import steering_overhead as so
 
 import pace.steering.hooks as hooks
-from pace import ConceptDictionary
-from pace.evaluation.atoms import transform_atoms
-from pace.models import load_packaged_model
 from pace.steering import PaCE, SinkGuard, steer
 
 
@@ -43,20 +40,8 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    model, tok = load_packaged_model("smollm2")
-    msgs = [{"role": "user", "content": so.PROMPT}]
-    enc = dict(tok.apply_chat_template(msgs, add_generation_prompt=True, return_tensors="pt",
-                                       return_dict=True))  # fmt: skip
-    tok.padding_side = "left"
-    texts = [t.format(w) for t in so.TEMPLATES for w in so.WORDS]
-    stimuli = [
-        tok(texts[k : k + 64], return_tensors="pt", padding=True)["input_ids"]
-        for k in range(0, len(texts), 64)
-    ]
-    atoms, und = so.build_dictionary(model, stimuli, 2000, 0.05)
-    names = [str(i) for i in range(len(und))]
-    raw = ConceptDictionary(atoms=atoms, concept_names=names, labels=und.to(torch.int8))
-    cen = transform_atoms(raw, center=True, mean_atom=True)
+    model, enc, atoms, und = so.smollm2_setup()
+    cen = so.centered_atoms(atoms, und)
 
     clock = {"edit_pre": 0.0, "edit_dec": 0.0, "fwd_pre": 0.0, "fwd_dec": 0.0}
     layer_ms: list[float] = []

@@ -159,6 +159,35 @@ def _time_generate(
     return (time.perf_counter() - t0) / new_tokens * 1e3, out
 
 
+def smollm2_setup(
+    n_atoms: int = 2000, undesirable: float = 0.05
+) -> tuple[Any, dict[str, Tensor], dict[int, Tensor], Tensor]:
+    """SmolLM2-135M, the chat-formatted ``PROMPT`` and the CPU dictionary on every layer."""
+    from pace.models import load_packaged_model
+
+    model, tokenizer = load_packaged_model("smollm2")
+    msgs = [{"role": "user", "content": PROMPT}]
+    enc = dict(tokenizer.apply_chat_template(msgs, add_generation_prompt=True,
+                                             return_tensors="pt", return_dict=True))  # fmt: skip
+    tokenizer.padding_side = "left"
+    texts = [t.format(w) for t in TEMPLATES for w in WORDS]
+    stimuli = [
+        tokenizer(texts[k : k + 64], return_tensors="pt", padding=True)["input_ids"]
+        for k in range(0, len(texts), 64)
+    ]
+    atoms, und = build_dictionary(model, stimuli, n_atoms, undesirable)
+    return model, enc, atoms, und
+
+
+def centered_atoms(atoms: dict[int, Tensor], undesirable: Tensor) -> ConceptDictionary:
+    """The atoms as `pace chat`, the demo and the evaluation harness use them: centered,
+    their mean kept as one benign atom (docs/evaluation.md)."""
+    labels = undesirable.to(torch.int8)
+    raw = ConceptDictionary(atoms=atoms, concept_names=[str(i) for i in range(len(labels))],
+                            labels=labels)  # fmt: skip
+    return transform_atoms(raw, center=True, mean_atom=True)
+
+
 CENTERED = "PaCE, centered atoms + sink guard"
 
 
@@ -180,12 +209,7 @@ def run(model: Any, enc: dict[str, Tensor], atoms: dict[int, Tensor], undesirabl
     }
     if device == "cuda":  # the graph-only variant: never waits for a solve's certificate
         configs["PaCE, deferred_check=True"] = PaCE(deferred_check=True)
-    # The atoms as `pace chat`, the demo and the evaluation harness use them: centered,
-    # their mean kept as one benign atom (docs/evaluation.md).
-    labels = undesirable.to(torch.int8)
-    raw = ConceptDictionary(atoms=atoms, concept_names=[str(i) for i in range(len(labels))],
-                            labels=labels)  # fmt: skip
-    centered = transform_atoms(raw, center=True, mean_atom=True)
+    centered = centered_atoms(atoms, undesirable)
 
     def atoms_for(name: str) -> tuple[Any, Tensor]:
         if name == CENTERED:
@@ -252,25 +276,8 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     if args.device == "cpu":
-        from pace.models import load_packaged_model
-
-        model, tokenizer = load_packaged_model("smollm2")
         n_atoms = args.atoms or 2000
-        enc = dict(
-            tokenizer.apply_chat_template(
-                [{"role": "user", "content": PROMPT}],
-                add_generation_prompt=True,
-                return_tensors="pt",
-                return_dict=True,
-            )
-        )
-        tokenizer.padding_side = "left"
-        texts = [t.format(w) for t in TEMPLATES for w in WORDS]
-        stimuli = [
-            tokenizer(texts[k : k + 64], return_tensors="pt", padding=True)["input_ids"]
-            for k in range(0, len(texts), 64)
-        ]
-        atoms, undesirable = build_dictionary(model, stimuli, n_atoms, args.undesirable)
+        model, enc, atoms, undesirable = smollm2_setup(n_atoms, args.undesirable)
         label = "SmolLM2-135M-Instruct fp32, CPU"
     else:
         from transformers import LlamaConfig, LlamaForCausalLM

@@ -32,27 +32,12 @@ def capture(path: str) -> None:
     sys.path.insert(0, os.path.dirname(__file__))
     import steering_overhead as so
 
-    from pace import ConceptDictionary
-    from pace.evaluation.atoms import transform_atoms
-    from pace.models import load_packaged_model
     from pace.solver import ElasticNet
     from pace.steering import PaCE, steer
 
     torch.manual_seed(0)
-    model, tok = load_packaged_model("smollm2")
-    msgs = [{"role": "user", "content": so.PROMPT}]
-    enc = dict(tok.apply_chat_template(msgs, add_generation_prompt=True, return_tensors="pt",
-                                       return_dict=True))  # fmt: skip
-    tok.padding_side = "left"
-    texts = [t.format(w) for t in so.TEMPLATES for w in so.WORDS]
-    stimuli = [
-        tok(texts[k : k + 64], return_tensors="pt", padding=True)["input_ids"]
-        for k in range(0, len(texts), 64)
-    ]
-    atoms, und = so.build_dictionary(model, stimuli, 2000, 0.05)
-    names = [str(i) for i in range(len(und))]
-    raw = ConceptDictionary(atoms=atoms, concept_names=names, labels=und.to(torch.int8))
-    cen = transform_atoms(raw, center=True, mean_atom=True)
+    model, enc, atoms, und = so.smollm2_setup()
+    cen = so.centered_atoms(atoms, und)
     seen: dict[int, list[torch.Tensor]] = {}
     real = ElasticNet.solve_sparse
 
@@ -61,6 +46,10 @@ def capture(path: str) -> None:
         return real(self, y, **kw)
 
     ElasticNet.solve_sparse = spy  # type: ignore[method-assign]
+    # Without the fused decode edit (one compiled call that never reaches solve_sparse),
+    # so that decode rows are seen too: same rows, same solves.
+    fused = ElasticNet.cpu_row_kernel_args
+    ElasticNet.cpu_row_kernel_args = property(lambda self: None)  # type: ignore[assignment,method-assign]
     out = {}
     for name, a, u in [("raw", atoms, und), ("cen", cen.atoms, cen.undesirable)]:
         seen.clear()
@@ -69,6 +58,7 @@ def capture(path: str) -> None:
                            pad_token_id=model.config.eos_token_id)  # fmt: skip
         out[name] = {"atoms": dict(a), "und": u.clone(), "ys": list(seen.values())}
     ElasticNet.solve_sparse = real  # type: ignore[method-assign]
+    ElasticNet.cpu_row_kernel_args = fused  # type: ignore[method-assign]
     torch.save(out, path)
 
 
