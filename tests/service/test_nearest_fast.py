@@ -8,19 +8,11 @@ from typing import Any
 import numpy as np
 import pytest
 from helpers import auth, error_of, post_binary_nearest
-from vectors_support import activation_like, seed, upload_body
+from vectors_support import seed_uploaded
 
 
 def _setup(client: Any, app: Any, key: str) -> tuple[Any, np.ndarray[Any, Any]]:
-    s = seed(app, n_concepts=30, hidden_size=16, num_layers=1)
-    vecs = activation_like(30, 16)
-    r = client.post(
-        f"/v1/models/{s.model_id}/vectors?recipe_id={s.recipe_id}",
-        content=upload_body(vecs, s.concept_ids, 0),
-        headers=auth(key),
-    )
-    assert r.status_code == 200, r.text
-    return s, vecs
+    return seed_uploaded(client, app, key, 30)
 
 
 @pytest.fixture

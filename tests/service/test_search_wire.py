@@ -10,7 +10,7 @@ import psycopg
 import pytest
 from helpers import auth
 from pgvector.psycopg import register_vector_async
-from vectors_support import activation_like, seed, upload_body
+from vectors_support import seed_uploaded
 
 
 def _statement(app: Any, s: Any, vector: np.ndarray[Any, Any], *, model_id: int) -> Any:
@@ -51,14 +51,7 @@ def test_wire_rows_equal_psycopgs(
     from pace_service.store import search_wire
 
     monkeypatch.setattr(search_wire, "_MAX_PREPARED", max_prepared)  # 1: one named
-    s = seed(app, n_concepts=12, hidden_size=16, num_layers=1, prefix="Ünïcode ☃")
-    vecs = activation_like(12, 16)
-    r = client.post(
-        f"/v1/models/{s.model_id}/vectors?recipe_id={s.recipe_id}",
-        content=upload_body(vecs, s.concept_ids, 0),
-        headers=auth(write_key),
-    )
-    assert r.status_code == 200, r.text
+    s, vecs = seed_uploaded(client, app, write_key, 12, prefix="Ünïcode ☃")
     r = client.post(  # leaves the hint a guessed search is made from
         "/v1/search/nearest",
         json={"model_id": s.model_id, "layer": 0, "k": 3, "vector": vecs[0].tolist()},

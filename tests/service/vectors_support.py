@@ -205,6 +205,22 @@ def seed(
     return out
 
 
+def seed_uploaded(
+    client: Any, app: Any, key: str, n_concepts: int, hidden_size: int = 16, **seed_kw: Any
+) -> tuple[Seeded, np.ndarray[Any, Any]]:
+    """``seed`` a one-layer model and upload activation-like vectors for its concepts with
+    ``key``: a searchable layer 0. Returns the seed and the vectors (concept order)."""
+    s = seed(app, n_concepts=n_concepts, hidden_size=hidden_size, num_layers=1, **seed_kw)
+    vecs = activation_like(n_concepts, hidden_size)
+    r = client.post(
+        f"/v1/models/{s.model_id}/vectors?recipe_id={s.recipe_id}",
+        content=upload_body(vecs, s.concept_ids, 0),
+        headers={"Authorization": f"Bearer {key}"},
+    )
+    assert r.status_code == 200, r.text
+    return s, vecs
+
+
 def create_pc1_recipe(client: Any, headers: Mapping[str, str]) -> int:
     """A second recipe (mean position, first PC) through the API; returns its id."""
     r = client.post(
