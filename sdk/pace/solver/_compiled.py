@@ -752,6 +752,36 @@ def _pass_int16(
 
 
 @_jit
+def _solve_lowp_row(
+    y32: npt.NDArray[np.float32],
+    q: npt.NDArray[np.int16],
+    scale: npt.NDArray[np.float32],
+    pass_err: npt.NDArray[np.float64],
+    atoms: npt.NDArray[np.float32],
+    gram: npt.NDArray[Any],
+    l1: float,
+    l2: float,
+    tol: float,
+    screen: int,
+    max_rounds: int,
+    seed: npt.NDArray[np.int64],
+    seed_on: npt.NDArray[np.bool_],
+    out_idx: npt.NDArray[np.int64],
+    out_val: npt.NDArray[np.float32],
+) -> tuple[int, int]:
+    """``_solve_row`` for one row ``y32`` (d,), screened by its int16 pass."""
+    y64 = y32.astype(np.float64)
+    radius = np.sqrt(np.sum(y64 * y64))
+    r64 = np.empty(q.shape[0])
+    _pass_int16(q, scale, y32, r64)
+    status, nnz = _solve_row(
+        r64, radius, pass_err, y64, atoms, gram, l1, l2, tol, screen, max_rounds,
+        seed, seed_on, out_idx, out_val,
+    )  # fmt: skip
+    return status, nnz
+
+
+@_jit
 def solve_lowp_rows(
     y: npt.NDArray[np.float32],
     q: npt.NDArray[np.int16],
@@ -779,28 +809,10 @@ def solve_lowp_rows(
     val = np.empty((bsz, n), np.float32)
     counts = np.zeros(bsz, np.int64)
     for i in range(bsz):
-        y32 = np.ascontiguousarray(y[i])
-        y64 = y32.astype(np.float64)
-        radius = np.sqrt(np.sum(y64 * y64))
-        r64 = np.empty(n)
-        _pass_int16(q, scale, y32, r64)
-        status, nnz = _solve_row(
-            r64,
-            radius,
-            pass_err,
-            y64,
-            atoms,
-            gram,
-            l1,
-            l2,
-            tol,
-            screen,
-            max_rounds,
-            seed_idx[i],
-            seed_on[i],
-            idx[i],
-            val[i],
-        )
+        status, nnz = _solve_lowp_row(
+            np.ascontiguousarray(y[i]), q, scale, pass_err, atoms, gram, l1, l2, tol,
+            screen, max_rounds, seed_idx[i], seed_on[i], idx[i], val[i],
+        )  # fmt: skip
         if status != OK:
             return idx[:, :0], val[:, :0], status
         counts[i] = nnz
@@ -869,31 +881,13 @@ def remove_row_lowp(
         return _NONFINITE, False
     norm = np.float32(np.sqrt(nrm2))
     y32 = z / max(norm, np.float32(1e-12))
-    y64 = y32.astype(np.float64)
-    radius = np.sqrt(np.sum(y64 * y64))
     n = q.shape[0]
-    r64 = np.empty(n)
-    _pass_int16(q, scale, y32, r64)
     idx = np.empty(n, np.int64)
     val = np.empty(n, np.float32)
-    no_seed = np.empty(0, np.int64)
-    status, nnz = _solve_row(
-        r64,
-        radius,
-        pass_err,
-        y64,
-        atoms,
-        gram,
-        l1,
-        l2,
-        tol,
-        screen,
-        max_rounds,
-        no_seed,
-        np.empty(0, np.bool_),
-        idx,
-        val,
-    )
+    status, nnz = _solve_lowp_row(
+        y32, q, scale, pass_err, atoms, gram, l1, l2, tol, screen, max_rounds,
+        np.empty(0, np.int64), np.empty(0, np.bool_), idx, val,
+    )  # fmt: skip
     if status != OK:
         return status, False
     changed = False
