@@ -741,9 +741,32 @@ def _pass_int16(
     y: npt.NDArray[np.float32],
     out: npt.NDArray[np.float64],
 ) -> None:
-    """``out = scale * (q @ y)``: the screening pass over int16 atoms (half the bytes)."""
+    """``out = scale * (q @ y)``: the screening pass over int16 atoms (half the bytes).
+
+    Eight rows a step, one from each eighth of ``q``: eight sequential streams keep more
+    loads in flight than one, and a cold pass (the case in generation, where the model's
+    weights evict the atoms between two calls) is bound by memory latency, not
+    arithmetic: 0.21 against 0.37 ms at 2,000 x 576 (``bench/solver_pass.py``).
+    """
     n, d = q.shape
-    for j in range(n):
+    h = n // 8
+    for t in range(h):
+        r0, r1, r2, r3 = q[t], q[t + h], q[t + 2 * h], q[t + 3 * h]
+        r4, r5, r6, r7 = q[t + 4 * h], q[t + 5 * h], q[t + 6 * h], q[t + 7 * h]
+        s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = np.float32(0.0)
+        for i in range(d):
+            yi = y[i]
+            s0 += np.float32(r0[i]) * yi
+            s1 += np.float32(r1[i]) * yi
+            s2 += np.float32(r2[i]) * yi
+            s3 += np.float32(r3[i]) * yi
+            s4 += np.float32(r4[i]) * yi
+            s5 += np.float32(r5[i]) * yi
+            s6 += np.float32(r6[i]) * yi
+            s7 += np.float32(r7[i]) * yi
+        for a, s in enumerate((s0, s1, s2, s3, s4, s5, s6, s7)):
+            out[t + a * h] = float(s * scale[t + a * h])
+    for j in range(8 * h, n):
         row = q[j]
         s = np.float32(0.0)
         for i in range(d):
