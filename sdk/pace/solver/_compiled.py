@@ -523,6 +523,41 @@ def _dot_row(atoms: npt.NDArray[np.float32], j: int, y64: npt.NDArray[np.float64
 
 
 @_jit
+def _exact_dots(
+    atoms: npt.NDArray[np.float32],
+    y64: npt.NDArray[np.float64],
+    js: npt.NDArray[np.int64],
+    r64: npt.NDArray[np.float64],
+    known: npt.NDArray[np.bool_],
+) -> None:
+    """``r64[j] = _dot_row(atoms, j, y64)`` for each ``j`` in ``js``, marked known.
+
+    Four rows at a time: the rows are scattered over the atoms and cold, and four
+    streams keep more of their loads in flight than one.
+    """
+    d = atoms.shape[1]
+    nj = js.shape[0]
+    p = 0
+    while p + 4 <= nj:
+        j0, j1, j2, j3 = js[p], js[p + 1], js[p + 2], js[p + 3]
+        a0, a1, a2, a3 = atoms[j0], atoms[j1], atoms[j2], atoms[j3]
+        s0 = s1 = s2 = s3 = 0.0
+        for i in range(d):
+            yi = y64[i]
+            s0 += float(a0[i]) * yi
+            s1 += float(a1[i]) * yi
+            s2 += float(a2[i]) * yi
+            s3 += float(a3[i]) * yi
+        r64[j0], r64[j1], r64[j2], r64[j3] = s0, s1, s2, s3
+        p += 4
+    while p < nj:
+        r64[js[p]] = _dot_row(atoms, js[p], y64)
+        p += 1
+    for p in range(nj):
+        known[js[p]] = True
+
+
+@_jit
 def _solve_row(
     r64: npt.NDArray[np.float64],
     radius: float,
@@ -572,6 +607,7 @@ def _solve_row(
             k += 1
     g = np.empty(n)
     viol = np.empty(n, np.int64)
+    fresh = np.empty(n, np.int64)  # atoms joining the working set without an exact r64
     act = np.empty(n, np.int64)
     h = np.empty((0, 0))
     c = np.zeros(n)  # the working set's answer, by slot
@@ -581,12 +617,15 @@ def _solve_row(
     for _ in range(max_rounds):
         # The working-set system, grown from the previous round's (the Gram is
         # symmetric: one triangle is read).
+        nu = 0
+        for i in range(k_old, k):
+            if not known[w[i]]:
+                fresh[nu] = w[i]
+                nu += 1
+        _exact_dots(atoms, y64, fresh[:nu], r64, known)
         h_new = np.empty((k, k))
         h_new[:k_old, :k_old] = h
         for i in range(k_old, k):
-            if not known[w[i]]:
-                r64[w[i]] = _dot_row(atoms, w[i], y64)
-                known[w[i]] = True
             gi = gram[w[i]]
             for a in range(i + 1):
                 x = float(gi[w[a]])
