@@ -2,8 +2,10 @@
 
 A prefill hands the solver every prompt token of a layer at once (tens of rows), while
 the model's own threads wait for the hook to return. The compiled kernel is ``nogil``,
-so plain threads solve disjoint rows in parallel; rows are dealt out round-robin
-(neighbouring tokens cost alike, so each thread gets a similar share).
+so threads solve disjoint rows in parallel; rows are dealt out round-robin (neighbouring
+tokens cost alike, so each thread gets a similar share). The threads are torch's own
+OpenMP team where torch runs on GNU libgomp (``pace.solver._omp_team``: its workers are
+awake and would otherwise spin beside ours), else a small pool of our own.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from pace.solver import _compiled
+from pace.solver import _compiled, _omp_team
 
 __all__ = ["solve_gram_rows_threaded"]
 
@@ -55,19 +57,24 @@ def solve_gram_rows_threaded(
         out: tuple[npt.NDArray[np.int64], npt.NDArray[np.float32], int]
         out = _compiled.solve_gram_rows(r, gram, *kernel_args, seeds, seed_on)
         return out
-    pool = _executor(workers)
-    futures = [
-        pool.submit(
-            _compiled.solve_gram_rows,
+
+    def part(w: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32], int]:
+        got: tuple[npt.NDArray[np.int64], npt.NDArray[np.float32], int]
+        got = _compiled.solve_gram_rows(
             np.ascontiguousarray(r[w::workers]),
             gram,
             *kernel_args,
             np.ascontiguousarray(seeds[w::workers]),
             np.ascontiguousarray(seed_on[w::workers]),
         )
-        for w in range(workers)
-    ]
-    parts = [f.result() for f in futures]
+        return got
+
+    team = _omp_team.team()
+    if team is not None:
+        parts = team.run(workers, part)
+    else:
+        pool = _executor(workers)
+        parts = [f.result() for f in [pool.submit(part, w) for w in range(workers)]]
     for _, _, status in parts:
         if status != _compiled.OK:
             return np.zeros((bsz, 0), np.int64), np.zeros((bsz, 0), np.float32), int(status)
