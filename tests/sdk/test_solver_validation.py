@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from pace.errors import PaceError
-from pace.solver import ConvergenceError, ElasticNet, ElasticNetConfig, elastic_net
+from pace.solver import ConvergenceError, ElasticNet, ElasticNetConfig, _compiled, elastic_net
 
 
 @pytest.fixture
@@ -52,6 +52,16 @@ def test_bad_parameters(kwargs: dict[str, float], message: str) -> None:
 def test_bad_config(field: str, value: float) -> None:
     with pytest.raises(ValueError, match=field):
         ElasticNetConfig(**{field: value})  # type: ignore[arg-type]
+
+
+def test_screen_size_defaults_per_path_and_an_explicit_one_holds_everywhere() -> None:
+    auto = ElasticNetConfig()
+    assert (auto.screen(gram_kernel=True), auto.screen(gram_kernel=False)) == (16, 32)
+    fixed = ElasticNetConfig(screen_size=5)
+    assert (fixed.screen(gram_kernel=True), fixed.screen(gram_kernel=False)) == (5, 5)
+    if _compiled.AVAILABLE:  # the compiled kernels get it too
+        args = ElasticNet(torch.randn(40, 8), config=fixed).cpu_row_kernel_args
+        assert args is not None and args[8] == 5
 
 
 @pytest.mark.parametrize(

@@ -25,8 +25,11 @@ class ElasticNetConfig:
     """KKT tolerance: an atom off the support may have ``|D_j (y - D^T c)| <= alpha*tau + tol``."""
     max_iter: int = 50
     """Most outer rounds (solve on the working set, check KKT on all atoms, grow)."""
-    screen_size: int = 32
-    """Atoms in the first working set: those most correlated with ``y``."""
+    screen_size: int | None = None
+    """Atoms in the first working set: those most correlated with ``y``. None picks per
+    path: 16 for the compiled kernels on a cached Gram, where a KKT round reads a few
+    Gram rows (a smaller start and one more round cost less than a larger working set:
+    ``bench/steering_solver_replay.py``), and 32 where each round passes over ``D``."""
     max_pdas_iter: int = 4
     """Most primal-dual active-set steps per working-set solve before the homotopy takes over."""
     fallback_iter: int = 20_000
@@ -76,9 +79,9 @@ class ElasticNetConfig:
         if not isinstance(self.tau, int | float) or not 0.0 <= float(self.tau) <= 1.0:
             raise ValueError(f"tau must be a number in [0, 1]; got {self.tau!r}")
         _check_positive_float("tol", self.tol)
+        names = ("max_iter", "screen_size") if self.screen_size is not None else ("max_iter",)
         for name in (
-            "max_iter",
-            "screen_size",
+            *names,
             "max_pdas_iter",
             "fallback_iter",
             "device_screen",
@@ -92,6 +95,12 @@ class ElasticNetConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"{name} must be a non-negative integer; got {value!r}")
+
+    def screen(self, gram_kernel: bool) -> int:
+        """``screen_size``, or its default for the path (see there)."""
+        if self.screen_size is not None:
+            return self.screen_size
+        return 16 if gram_kernel else 32
 
     @property
     def l1(self) -> float:

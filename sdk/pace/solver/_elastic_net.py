@@ -145,7 +145,7 @@ class ElasticNet:
             and cfg.l1 > 0.0
         ):
             self._gram_np = self._gram.numpy()
-            self._kernel_args = (cfg.l1, cfg.l2, cfg.tol, cfg.screen_size, cfg.max_iter)
+            self._kernel_args = (cfg.l1, cfg.l2, cfg.tol, cfg.screen(True), cfg.max_iter)
             self._compute_np = self._compute.numpy()
             self._screen = quantize_rows(self._compute_np)
 
@@ -322,7 +322,7 @@ class ElasticNet:
         y_pass = y.to(self._compute.dtype)
         y_exact = y.to(sd)
         r = (y_pass @ self._compute.T).to(sd)  # the screening pass
-        k = min(n, cfg.screen_size)
+        k = min(n, cfg.screen(False))
         w = torch.topk(r.abs(), k, dim=1, sorted=False).indices
         valid = torch.ones(bsz, k, dtype=torch.bool, device=self.device)
         c = torch.zeros(bsz, k, dtype=sd, device=self.device)
@@ -338,7 +338,7 @@ class ElasticNet:
             if m == 0:
                 break
             # Grow by the worst violators, at most doubling the working set per round.
-            m = min(m, max(w.shape[1], cfg.screen_size))
+            m = min(m, max(w.shape[1], cfg.screen(False)))
             top = torch.topk(torch.where(viol, score, -1.0), m, dim=1)
             new_valid = top.values >= 0
             new = torch.where(new_valid, top.indices, w[:, :1])
@@ -452,7 +452,7 @@ class ElasticNet:
             l1=cfg.l1,
             l2=cfg.l2,
             tol=cfg.tol,
-            screen_size=cfg.screen_size,
+            screen_size=cfg.screen(False),
             max_rounds=cfg.max_iter,
             max_pdas_iter=cfg.max_pdas_iter,
             warm=warm,
