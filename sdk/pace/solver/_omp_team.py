@@ -5,7 +5,7 @@ threads busy-wait for the next one (libgomp spins for a while before it sleeps).
 threads of ours would share the cores with those spinning workers: on 2 cores, a prefill
 solve split over a thread pool ran barely faster than on one thread (edits 522 -> 463 ms
 per generation), and on torch's team, whose workers are already awake, it ran in 308 ms
-(docs/benchmarks.md). ``run_on_team(n, fn)`` calls ``fn(i)`` on thread ``i`` of torch's
+(docs/benchmarks.md). ``team().run(n, fn)`` calls ``fn(i)`` on thread ``i`` of torch's
 team, as one ``#pragma omp parallel`` region; ``fn`` should spend its time in code that
 releases the GIL (the compiled solver does).
 
