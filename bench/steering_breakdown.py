@@ -47,9 +47,9 @@ def main() -> None:
     layer_ms: list[float] = []
     real_apply = hooks._apply
 
-    def timed_apply(hidden: torch.Tensor, edit: Any, keep: Any) -> Any:
+    def timed_apply(hidden: torch.Tensor, edit: Any, *rest: Any) -> Any:
         t = time.perf_counter()
-        new, coef = real_apply(hidden, edit, keep)
+        new, coef = real_apply(hidden, edit, *rest)
         clock["edit_pre" if hidden.shape[1] > 1 else "edit_dec"] += time.perf_counter() - t
         return (None, coef) if args.discard else (new, coef)
 

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from pace.solver import _compiled
-from pace.steering import PaCE
+from pace.steering import PaCE, SinkGuard
+from pace.steering.hooks import _apply
 
 pytestmark = pytest.mark.skipif(not _compiled.AVAILABLE, reason="numba is not installed")
 
@@ -56,3 +57,63 @@ def test_fused_row_edit_rejects_non_finite_rows() -> None:
     z[0, 3] = float("nan")
     with pytest.raises(ValueError, match="NaN or infinite"):
         edit(z)
+
+
+def test_token_shortcut_equals_the_general_path() -> None:
+    """A decode step's (1, 1, d) hidden state through the hook's shortcut (``edit_token``,
+    through a SinkGuard as the demo uses it) against the general path on the same row."""
+    atoms, undesirable = _dictionary()
+    guarded = SinkGuard(PaCE()).prepare(atoms, undesirable)
+    general = PaCE().prepare(atoms, undesirable)
+    general._fused = None  # type: ignore[attr-defined]
+    assert getattr(guarded, "edit_token", None) is not None
+    edited_rows = 0
+    for z in _rows(atoms, 12):
+        hidden = z.reshape(1, 1, -1)
+        new, coef = _apply(hidden, guarded, None, True)
+        want, c_want = general(z[None])
+        assert coef is not None and c_want is not None and coef.shape == (1, 1, c_want.shape[1])
+        torch.testing.assert_close(coef[0], c_want, atol=2e-6, rtol=1e-5)
+        if bool(c_want.any()):
+            edited_rows += 1
+            assert new is not None and new.shape == hidden.shape
+            torch.testing.assert_close(new[0], want, atol=1e-4, rtol=1e-5)
+        else:
+            assert new is None  # the layer's output is passed on as it is
+        again, no_coef = _apply(hidden, guarded, None, False)
+        assert no_coef is None and (again is None) == (new is None)
+    assert 0 < edited_rows < 12
+
+
+@pytest.mark.parametrize("case", ["bf16", "grad", "strided", "nan"])
+def test_token_shortcut_declines_what_it_does_not_handle(case: str) -> None:
+    """Other dtypes, tensors that need grad, strided tensors and non-finite rows go to the
+    general path (``edit_token`` returns None), which edits or raises as usual."""
+    atoms, undesirable = _dictionary()
+    edit = PaCE().prepare(atoms, undesirable)
+    z = _rows(atoms, 2)
+    hidden = z[:1].reshape(1, 1, -1).clone()
+    if case == "bf16":
+        hidden = hidden.bfloat16()
+    elif case == "grad":
+        hidden.requires_grad_(True)
+    elif case == "strided":
+        hidden = torch.stack([z[0], z[1]], dim=1)[:, 0][None, None]  # stride 2
+        assert not hidden.is_contiguous()
+    else:
+        hidden[0, 0, 3] = float("nan")
+    assert edit.edit_token(hidden, True) is None  # type: ignore[attr-defined]
+    if case == "nan":
+        with pytest.raises(ValueError, match="NaN or infinite"):
+            _apply(hidden, edit, None, True)
+        return
+    with torch.no_grad():
+        new, coef = _apply(hidden, edit, None, True)
+    general = PaCE().prepare(atoms, undesirable)
+    general._fused = None  # type: ignore[attr-defined]
+    want, c_want = general(hidden.detach().float().reshape(1, -1))
+    assert coef is not None and c_want is not None
+    torch.testing.assert_close(coef.reshape(1, -1), c_want, atol=2e-6, rtol=1e-5)
+    out = hidden if new is None else new
+    tol = 1e-2 if case == "bf16" else 1e-4
+    torch.testing.assert_close(out.float().reshape(1, -1), want, atol=tol, rtol=tol)

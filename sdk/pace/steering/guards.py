@@ -62,6 +62,10 @@ class SinkGuard:
                 full = coef.new_zeros(z.shape[0], coef.shape[1]).index_copy_(0, idx, coef)
             return out, full
 
+        # One token per call (decode steps) is never guarded: the wrapped edit's shortcut
+        # for it (see hooks._apply) applies as it is.
+        if hasattr(edit, "edit_token"):
+            guarded.edit_token = edit.edit_token  # type: ignore[attr-defined]
         if hasattr(edit, "uncertified_rows"):  # the wrapped edit's count, for the handle
             guarded.uncertified_rows = edit.uncertified_rows  # type: ignore[attr-defined]
         return guarded

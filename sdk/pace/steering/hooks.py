@@ -96,10 +96,19 @@ def mask_capture_hook(
 
 
 def _apply(
-    hidden: Tensor, edit: LayerEdit, keep: Tensor | None
+    hidden: Tensor, edit: LayerEdit, keep: Tensor | None, want_coef: bool = True
 ) -> tuple[Tensor | None, Tensor | None]:
-    """Edit the kept rows of (b, s, d) ``hidden``; returns (new or None, coef or None)."""
+    """Edit the kept rows of (b, s, d) ``hidden``; returns (new or None, coef or None).
+
+    One token (a decode step at batch 1) goes to the edit's ``edit_token`` shortcut where
+    it has one (PaCE on the CPU): no reshapes, and no coefficients unless ``want_coef``.
+    """
     b, s, d = hidden.shape
+    if b * s == 1 and keep is None:
+        token = getattr(edit, "edit_token", None)
+        got = token(hidden, want_coef) if token is not None else None
+        if got is not None:
+            return got
     flat = hidden.reshape(b * s, d)
     if keep is None:
         new_rows, coef = edit(flat)
@@ -135,7 +144,7 @@ def edit_hook(
         if not isinstance(hidden, Tensor) or hidden.ndim != 3:
             return None
         keep = state.keep(hidden.shape[0], hidden.shape[1], hidden.device)
-        new, coef = _apply(hidden, edit, keep)
+        new, coef = _apply(hidden, edit, keep, recorder is not None)
         if recorder is not None and coef is not None:
             recorder.add(layer, coef, keep)
         if new is None:

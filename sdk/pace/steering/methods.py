@@ -92,6 +92,7 @@ class _PaCEEdit:
             from pace.solver import _compiled
 
             self._remove_row = _compiled.remove_row_lowp
+            self._remove_token = _compiled.remove_token_lowp
             self._kernel_ok = _compiled.OK
         # On CUDA with the fixed-schedule solver, the whole edit (normalise, solve, remove)
         # is one CUDA graph per input shape and nothing is read back: rows the solve cannot
@@ -150,6 +151,33 @@ class _PaCEEdit:
             return z, c_u
         edited = torch.addmm(zf, norm * c_u, self._d_u, alpha=-1.0)
         return edited.to(z.dtype), c_u
+
+    def edit_token(self, hidden: Tensor, want_coef: bool) -> tuple[Tensor | None, Tensor | None] | None:
+        """A decode step's (1, 1, d) float32 CPU hidden state, edited by the fused kernel.
+
+        Returns ``(edited or None when untouched, (1, 1, n_u) coefficients or None when not
+        wanted)``, or None where this shortcut does not apply (another dtype or device, a
+        tensor that needs grad or is not contiguous, a non-finite row, a row the kernel
+        cannot certify): then the hook takes the general path, which gives the same answer
+        or the error. The shortcut exists because in generation every torch or NumPy call
+        on the way to the kernel runs with cold caches (see ``remove_token_lowp``).
+        """
+        if self._fused is None or hidden.dtype != torch.float32 or hidden.requires_grad:
+            return None
+        if hidden.device.type != "cpu":
+            return None
+        z = hidden.numpy()
+        if not z.flags.c_contiguous:
+            return None
+        out = np.empty(z.shape, np.float32)
+        c_u = np.zeros((1, 1, self._n_u), np.float32)
+        status, changed = self._remove_token(
+            z, *self._fused, self._pos_np, self._d_u_np, c_u, out
+        )
+        if status != self._kernel_ok:
+            return None
+        coef = torch.from_numpy(c_u) if want_coef else None
+        return (torch.from_numpy(out) if changed else None), coef
 
     def _edit_cpu(self, z: Tensor) -> tuple[Tensor, Tensor | None]:
         """``__call__`` on the CPU, in NumPy (the same formulas)."""
