@@ -54,13 +54,18 @@ def test_homotopy_ws_is_optimal_and_agrees_with_numpy(seed: int) -> None:
     np.testing.assert_allclose(c, ref, atol=1e-10)
 
 
-@pytest.mark.parametrize(("n", "k"), [(1, 1), (7, 3), (2000, 32), (500, 499), (50, 50)])
+# k <= 64 (below n) keeps the k largest in one pass; larger k, quickselect.
+@pytest.mark.parametrize(
+    ("n", "k"), [(1, 1), (7, 3), (2000, 16), (2000, 32), (65, 64), (500, 65), (500, 499), (50, 50)]
+)
 def test_top_selects_the_largest(n: int, k: int) -> None:
     rng = np.random.default_rng(n + k)
     score = np.round(rng.random(n) * 20) / 20  # many ties
     got = _compiled._top(score, k)
     assert got.shape == (k,) and len(set(got.tolist())) == k
     np.testing.assert_array_equal(np.sort(score[got]), np.sort(score)[n - k :])
+    rising = np.arange(n, dtype=np.float64)  # every entry displaces a kept one
+    np.testing.assert_array_equal(np.sort(_compiled._top(rising, k)), np.arange(n - k, n))
 
 
 def _atoms(n: int, d: int, seed: int) -> torch.Tensor:
