@@ -54,6 +54,32 @@ def test_homotopy_ws_is_optimal_and_agrees_with_numpy(seed: int) -> None:
     np.testing.assert_allclose(c, ref, atol=1e-10)
 
 
+@pytest.mark.parametrize("drift", ["exact", "drifted", "garbage"])
+def test_end_point_from_the_path_inverse_or_afresh(drift: str) -> None:
+    """The end point comes from the path's inverse of the active block when that answer
+    passes the optimality check, else from a fresh Cholesky solve: either way it is the
+    exact solution, so a drifted (or useless) inverse costs time, never the answer."""
+    h, b = _problem(60, 7)
+    l1 = 0.0475
+    want, status = _compiled.homotopy_ws(h, b, l1, 1e-9, 8 * 60 + 16)
+    assert status == _compiled.OK
+    order = np.flatnonzero(want)
+    m = order.size
+    assert m >= 3
+    sg = np.sign(want[order])
+    inv = np.zeros((60, 60))
+    inv[:m, :m] = np.linalg.inv(h[np.ix_(order, order)])
+    if drift == "drifted":
+        inv[:m, :m] += 1e-3 * np.random.default_rng(0).standard_normal((m, m))
+    elif drift == "garbage":
+        inv[:m, :m] = np.eye(m)
+    c = np.full(60, 7.0)  # stale values must not survive
+    status = _compiled._end_point(h, b, l1, 1e-9, order.astype(np.int64), sg, m, inv, c)
+    assert status == _compiled.OK
+    np.testing.assert_allclose(c, want, atol=1e-10)
+    assert np.all(c[np.setdiff1d(np.arange(60), order)] == 0.0)
+
+
 # k <= 64 (below n) keeps the k largest in one pass; larger k, quickselect.
 @pytest.mark.parametrize(
     ("n", "k"), [(1, 1), (7, 3), (2000, 16), (2000, 32), (65, 64), (500, 65), (500, 499), (50, 50)]
