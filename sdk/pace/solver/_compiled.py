@@ -1080,12 +1080,15 @@ def remove_token_lowp(
 ) -> tuple[int, bool]:
     """``remove_row_lowp`` on a decode step's (1, 1, d) hidden state as the model made it.
 
-    ``c_u`` is (1, 1, n_u) and ``out`` (1, 1, d): the hook hands the layer's output over
-    without a reshape or a copy on the way in or out. Each of those is a separate torch
-    call, and in generation, where the model's forward leaves the interpreter's and the
-    libraries' caches cold, each costs 10-25 us (about 145 us of a decode edit went there).
+    ``out`` is (1, 1, d) and ``c_u`` (1, 1, n_u), zeroed here, or empty when the caller
+    wants no coefficients: the hook hands the layer's output over without a reshape or a
+    copy on the way in or out. Each of those is a separate torch or NumPy call, and in
+    generation, where the model's forward leaves the interpreter's and the libraries'
+    caches cold, each costs 10-25 us (about 145 us of a decode edit went there).
     """
+    coef = c_u[0, 0] if c_u.size > 0 else np.empty(d_u.shape[0], np.float32)
+    coef[:] = 0.0
     return remove_row_lowp(
         z[0, 0], q, scale, pass_err, atoms, gram, l1, l2, tol, screen, max_rounds,
-        pos, d_u, c_u[0, 0], out[0, 0],
+        pos, d_u, coef, out[0, 0],
     )  # fmt: skip

@@ -45,6 +45,7 @@ LayerEdit = Callable[[Tensor], tuple[Tensor, Tensor | None]]
 """(m, d) activations -> (edited activations, removed coefficients (m, n_u) or None)."""
 
 _TINY = 1e-12
+_NO_COEF = np.empty((0, 0, 0), np.float32)  # "no coefficients wanted": empty, never written
 
 
 @runtime_checkable
@@ -162,15 +163,17 @@ class _PaCEEdit:
         or the error. The shortcut exists because in generation every torch or NumPy call
         on the way to the kernel runs with cold caches (see ``remove_token_lowp``).
         """
-        if self._fused is None or hidden.dtype != torch.float32 or hidden.requires_grad:
+        # The cheapest tests first (each cold call counts; ``device.type`` builds an object).
+        if self._fused is None or hidden.dtype is not torch.float32 or not hidden.is_cpu:
             return None
-        if hidden.device.type != "cpu":
+        if hidden.requires_grad:
             return None
         z = hidden.numpy()
         if not z.flags.c_contiguous:
             return None
         out = np.empty(z.shape, np.float32)
-        c_u = np.zeros((1, 1, self._n_u), np.float32)
+        # Without a recorder the kernel keeps the coefficients to itself.
+        c_u = np.empty((1, 1, self._n_u), np.float32) if want_coef else _NO_COEF
         status, changed = self._remove_token(
             z, *self._fused, self._pos_np, self._d_u_np, c_u, out
         )
