@@ -508,10 +508,11 @@ def _optimal(
     for i in range(m if stationary else 0):
         if abs(d[order[i]] - l1 * sg[i]) > tol:
             return False
+    worst = 0.0  # the largest inactive correlation
     for j in range(k):
-        if c[j] == 0.0 and abs(d[j]) > l1 + tol:
-            return False
-    return True
+        if c[j] == 0.0:
+            worst = max(worst, abs(d[j]))
+    return worst <= l1 + tol
 
 
 @_jit

@@ -153,7 +153,9 @@ class _PaCEEdit:
         edited = torch.addmm(zf, norm * c_u, self._d_u, alpha=-1.0)
         return edited.to(z.dtype), c_u
 
-    def edit_token(self, hidden: Tensor, want_coef: bool) -> tuple[Tensor | None, Tensor | None] | None:
+    def edit_token(
+        self, hidden: Tensor, want_coef: bool
+    ) -> tuple[Tensor | None, Tensor | None] | None:
         """A decode step's (1, 1, d) float32 CPU hidden state, edited by the fused kernel.
 
         Returns ``(edited or None when untouched, (1, 1, n_u) coefficients or None when not
@@ -174,9 +176,7 @@ class _PaCEEdit:
         out = np.empty(z.shape, np.float32)
         # Without a recorder the kernel keeps the coefficients to itself.
         c_u = np.empty((1, 1, self._n_u), np.float32) if want_coef else _NO_COEF
-        status, changed = self._remove_token(
-            z, *self._fused, self._pos_np, self._d_u_np, c_u, out
-        )
+        status, changed = self._remove_token(z, *self._fused, self._pos_np, self._d_u_np, c_u, out)
         if status != self._kernel_ok:
             return None
         coef = torch.from_numpy(c_u) if want_coef else None
