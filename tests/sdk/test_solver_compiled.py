@@ -182,8 +182,9 @@ def test_warm_started_rows_that_need_more_rounds() -> None:
 
 
 def test_rows_split_over_threads_match_one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
-    # A prefill's rows go round-robin to several threads; the reassembled answer (row
-    # order, padding) must be the single-threaded one, and every chunk must succeed.
+    # A prefill's rows are claimed in small chunks by several threads; the reassembled
+    # answer (row order, padding) must be the single-threaded one, and every chunk must
+    # succeed.
     atoms = _atoms(400, 48, seed=5)
     y = torch.randn(7, 48, generator=torch.Generator().manual_seed(6))
     solver = ElasticNet(atoms, config=ElasticNetConfig(screen_size=4))
@@ -197,7 +198,35 @@ def test_rows_split_over_threads_match_one_thread(monkeypatch: pytest.MonkeyPatc
         three = solver.solve(y)
     finally:
         torch.set_num_threads(threads)
-    assert calls == [_compiled.OK] * 4
+    assert len(calls) > 2 and set(calls) == {_compiled.OK}  # split: one call per chunk
     assert torch.equal(one, three)
     idx, val = solver.solve_sparse(y)
     assert torch.equal(torch.zeros(7, 400).scatter_add_(1, idx, val), one)
+
+
+def test_a_failed_chunk_fails_the_threaded_solve(monkeypatch: pytest.MonkeyPatch) -> None:
+    # One chunk the kernel cannot certify fails the whole call (the caller then takes the
+    # safe path for every row), whichever thread claimed it.
+    from pace.solver._parallel import solve_gram_rows_threaded
+
+    real = _compiled.solve_gram_rows
+    seen: list[int] = []
+
+    def flaky(r: np.ndarray, *args: object) -> tuple[np.ndarray, np.ndarray, int]:
+        seen.append(r.shape[0])
+        out: tuple[np.ndarray, np.ndarray, int] = real(r, *args)
+        return (out[0][:, :0], out[1][:, :0], 3) if r[0, 0] == 9.0 else out
+
+    monkeypatch.setattr(_compiled, "solve_gram_rows", flaky)
+    solver = ElasticNet(_atoms(300, 32, seed=8))
+    y = torch.nn.functional.normalize(
+        torch.randn(9, 32, generator=torch.Generator().manual_seed(9))
+    )
+    r = (y @ solver.atoms.T).numpy().astype(np.float32)
+    none = np.zeros((9, 0), np.int64)
+    args = (solver._gram_np, solver._kernel_args, none, none.astype(np.bool_), 2)
+    _, _, status = solve_gram_rows_threaded(r, *args)
+    assert status == _compiled.OK and sum(seen) == 9
+    r[4, 0] = 9.0  # the chunk holding row 4 fails
+    idx, val, status = solve_gram_rows_threaded(r, *args)
+    assert status == 3 and idx.shape == (9, 0) and val.shape == (9, 0)

@@ -2,10 +2,11 @@
 
 A prefill hands the solver every prompt token of a layer at once (tens of rows), while
 the model's own threads wait for the hook to return. The compiled kernel is ``nogil``,
-so threads solve disjoint rows in parallel; rows are dealt out round-robin (neighbouring
-tokens cost alike, so each thread gets a similar share). The threads are torch's own
-OpenMP team where torch runs on GNU libgomp (``pace.solver._omp_team``: its workers are
-awake and would otherwise spin beside ours), else a small pool of our own.
+so threads solve disjoint rows in parallel. Rows cost very differently (a few path
+events or a hundred), so they are not dealt out in advance: each thread takes the next
+small chunk of neighbouring rows until none is left. The threads are torch's own OpenMP
+team where torch runs on GNU libgomp (``pace.solver._omp_team``: its workers are awake
+and would otherwise spin beside ours), else a small pool of our own.
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ def _executor(workers: int) -> ThreadPoolExecutor:
         return _pool
 
 
+_CHUNK = 2  # rows per claim: small enough to balance, large enough to amortise a call
+
+
 def solve_gram_rows_threaded(
     r: npt.NDArray[Any],
     gram: npt.NDArray[Any],
@@ -52,22 +56,30 @@ def solve_gram_rows_threaded(
     and value 0; a status other than OK if any row failed.
     """
     bsz = r.shape[0]
-    workers = max(1, min(workers, bsz))
+    workers = max(1, min(workers, (bsz + _CHUNK - 1) // _CHUNK))
     if workers == 1:
         out: tuple[npt.NDArray[np.int64], npt.NDArray[np.float32], int]
         out = _compiled.solve_gram_rows(r, gram, *kernel_args, seeds, seed_on)
         return out
 
-    def part(w: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32], int]:
-        got: tuple[npt.NDArray[np.int64], npt.NDArray[np.float32], int]
-        got = _compiled.solve_gram_rows(
-            np.ascontiguousarray(r[w::workers]),
-            gram,
-            *kernel_args,
-            np.ascontiguousarray(seeds[w::workers]),
-            np.ascontiguousarray(seed_on[w::workers]),
-        )
-        return got
+    claims = iter(range(0, bsz, _CHUNK))  # next() is atomic under the GIL
+    failed: list[int] = []
+    Chunk = tuple[int, npt.NDArray[np.int64], npt.NDArray[np.float32]]
+
+    def part(w: int) -> list[Chunk]:
+        done: list[Chunk] = []
+        for start in claims:
+            if failed:
+                break
+            end = min(start + _CHUNK, bsz)
+            idx, val, status = _compiled.solve_gram_rows(
+                r[start:end], gram, *kernel_args, seeds[start:end], seed_on[start:end]
+            )
+            if status != _compiled.OK:
+                failed.append(int(status))
+                break
+            done.append((start, idx, val))
+        return done
 
     team = _omp_team.team()
     if team is not None:
@@ -75,15 +87,15 @@ def solve_gram_rows_threaded(
     else:
         pool = _executor(workers)
         parts = [f.result() for f in [pool.submit(part, w) for w in range(workers)]]
-    for _, _, status in parts:
-        if status != _compiled.OK:
-            return np.zeros((bsz, 0), np.int64), np.zeros((bsz, 0), np.float32), int(status)
-    kmax = max(p[0].shape[1] for p in parts)
+    if failed:
+        return np.zeros((bsz, 0), np.int64), np.zeros((bsz, 0), np.float32), failed[0]
+    chunks = [c for got in parts for c in got]
+    kmax = max(c[1].shape[1] for c in chunks)
     idx = np.empty((bsz, kmax), np.int64)
     val = np.zeros((bsz, kmax), np.float32)
-    for w, (p_idx, p_val, _) in enumerate(parts):
-        k = p_idx.shape[1]
-        idx[w::workers, :k] = p_idx
-        idx[w::workers, k:] = p_idx[:, :1]  # padding repeats the row's first index
-        val[w::workers, :k] = p_val
+    for start, c_idx, c_val in chunks:
+        end, k = start + c_idx.shape[0], c_idx.shape[1]
+        idx[start:end, :k] = c_idx
+        idx[start:end, k:] = c_idx[:, :1]  # padding repeats the row's first index
+        val[start:end, :k] = c_val
     return idx, val, _compiled.OK
