@@ -447,30 +447,34 @@ def _end_point(
     rhs = np.empty(m)
     for i in range(m):
         rhs[i] = b[order[i]] - l1 * sg[i]
-    x = np.empty(m)
-    for i in range(m):
-        row = inv[i]
-        acc = 0.0
-        for a in range(m):
-            acc += row[a] * rhs[a]
-        x[i] = acc
+    x = _times(inv, rhs, m)
     res = rhs.copy()  # rhs - H_AA x, then one refinement step x += inv res
     for i in range(m):
         hi = h[order[i]]
         xi = x[i]
         for a in range(m):
             res[a] -= hi[order[a]] * xi
-    for i in range(m):
-        row = inv[i]
-        acc = 0.0
-        for a in range(m):
-            acc += row[a] * res[a]
-        x[i] += acc
+    x += _times(inv, res, m)
     if _optimal(h, b, l1, tol, order, sg, m, x, c, True):
         return OK
     if not _cholesky_solve(h, order, m, rhs, x):
         return _FAIL
     return OK if _optimal(h, b, l1, tol, order, sg, m, x, c, False) else _FAIL
+
+
+@_jit
+def _times(
+    a: npt.NDArray[np.float64], v: npt.NDArray[np.float64], m: int
+) -> npt.NDArray[np.float64]:
+    """``a[:m, :m] @ v[:m]``, row by row (contiguous inner loops)."""
+    out = np.empty(m)
+    for i in range(m):
+        row = a[i]
+        acc = 0.0
+        for j in range(m):
+            acc += row[j] * v[j]
+        out[i] = acc
+    return out
 
 
 @_jit

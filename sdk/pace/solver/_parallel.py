@@ -40,6 +40,7 @@ def _executor(workers: int) -> ThreadPoolExecutor:
 
 
 _CHUNK = 2  # rows per claim: small enough to balance, large enough to amortise a call
+_Chunk = tuple[int, npt.NDArray[np.int64], npt.NDArray[np.float32]]  # first row, idx, val
 
 
 def solve_gram_rows_threaded(
@@ -64,10 +65,9 @@ def solve_gram_rows_threaded(
 
     claims = iter(range(0, bsz, _CHUNK))  # next() is atomic under the GIL
     failed: list[int] = []
-    Chunk = tuple[int, npt.NDArray[np.int64], npt.NDArray[np.float32]]
 
-    def part(w: int) -> list[Chunk]:
-        done: list[Chunk] = []
+    def part(w: int) -> list[_Chunk]:
+        done: list[_Chunk] = []
         for start in claims:
             if failed:
                 break
