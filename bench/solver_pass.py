@@ -1,10 +1,11 @@
-"""The int16 screening pass of a decode-step solve, cold and warm, against one stream.
+"""The int8 screening pass of a decode-step solve, cold and warm, against one stream.
 
-``pace.solver._compiled._pass_int16`` computes ``scale * (q @ y)`` over a layer's int16
-atoms (2,000 x 576 for SmolLM2: 2.3 MB). In generation the model's weights pass through
-the caches between two calls for the same layer, so the pass reads its atoms from memory.
-Baseline: the same arithmetic one row at a time (one sequential stream), compiled with the
-same flags, in this process. Also shown: torch's fp32 matrix-vector product (4.6 MB).
+``pace.solver._compiled._pass_lowp`` computes ``scale * (q @ (col * y))`` over a layer's
+int8 atoms (2,000 x 576 for SmolLM2: 1.2 MB). In generation the model's weights pass
+through the caches between two calls for the same layer, so the pass reads its atoms
+from memory. Baseline: the same arithmetic one row at a time (one sequential stream),
+compiled with the same flags, in this process. Also shown: the same kernel on int16
+codes (2.3 MB, the pass before int8) and torch's fp32 matrix-vector product (4.6 MB).
 
     .venv/bin/python bench/solver_pass.py [--atoms 2000] [--dim 576]
 
@@ -25,13 +26,14 @@ import torch
 from pace.solver import _compiled
 
 
-def _one_stream(q: Any, scale: Any, y: Any, out: Any) -> None:
+def _one_stream(q: Any, scale: Any, col: Any, y: Any, out: Any) -> None:
     n, d = q.shape
+    yc = col * y
     for j in range(n):
         row = q[j]
         s = np.float32(0.0)
         for i in range(d):
-            s += np.float32(row[i]) * y[i]
+            s += np.float32(row[i]) * yc[i]
         out[j] = float(s * scale[j])
 
 
@@ -52,9 +54,12 @@ def main() -> None:
     torch.set_num_threads(1)
     rng = np.random.default_rng(0)
     n, d = args.atoms, args.dim
-    qs = [rng.integers(-32767, 32768, (n, d)).astype(np.int16) for _ in range(args.layers)]
+    qs = [rng.integers(-127, 128, (n, d)).astype(np.int8) for _ in range(args.layers)]
+    q16 = [rng.integers(-32767, 32768, (n, d)).astype(np.int16) for _ in qs]
     dense = [torch.from_numpy(rng.standard_normal((n, d)).astype(np.float32)) for _ in qs]
-    scale = np.full(n, 1.0 / 32767, np.float32)
+    scale = np.full(n, 1.0 / 127, np.float32)
+    col = rng.uniform(0.5, 2.0, d).astype(np.float32)
+    ones = np.ones(d, np.float32)
     y = rng.standard_normal(d).astype(np.float32)
     yt = torch.from_numpy(y)
     junk = np.ones(18_000_000 // 8)
@@ -73,15 +78,16 @@ def main() -> None:
 
     out = np.empty(n)
     ref = np.empty(n)
-    _compiled._pass_int16(qs[0], scale, y, out)
-    baseline(qs[0], scale, y, ref)
+    _compiled._pass_lowp(qs[0], scale, col, y, out)
+    baseline(qs[0], scale, col, y, ref)
     assert np.allclose(out, ref, rtol=0, atol=1e-5 * np.abs(ref).max()), "kernels disagree"
     calls: dict[str, Callable[[int], object]] = {
-        "one stream (baseline)": lambda i: baseline(qs[i], scale, y, out),
-        "pace, eight streams": lambda i: _compiled._pass_int16(qs[i], scale, y, out),
+        "one stream (baseline)": lambda i: baseline(qs[i], scale, col, y, out),
+        "pace, eight streams": lambda i: _compiled._pass_lowp(qs[i], scale, col, y, out),
+        "eight streams, int16": lambda i: _compiled._pass_lowp(q16[i], scale, ones, y, out),
         "torch fp32 matvec": lambda i: dense[i] @ yt,
     }
-    print(f"{n} x {d} int16 atoms ({n * d * 2 / 1e6:.1f} MB), {args.layers} layers, "
+    print(f"{n} x {d} int8 atoms ({n * d / 1e6:.1f} MB), {args.layers} layers, "
           f"torch 1 thread; median ms per pass")  # fmt: skip
     print(f"{'kernel':24} {'cold ms':>8} {'x base':>7} {'warm ms':>8} {'x base':>7}")
     got = {name: (timed(call, True), timed(call, False)) for name, call in calls.items()}

@@ -56,12 +56,12 @@ def test_bad_config(field: str, value: float) -> None:
 
 def test_screen_size_defaults_per_path_and_an_explicit_one_holds_everywhere() -> None:
     auto = ElasticNetConfig()
-    assert (auto.screen(gram_kernel=True), auto.screen(gram_kernel=False)) == (16, 32)
+    assert (auto.screen(gram_kernel=True), auto.screen(gram_kernel=False)) == (8, 32)
     fixed = ElasticNetConfig(screen_size=5)
     assert (fixed.screen(gram_kernel=True), fixed.screen(gram_kernel=False)) == (5, 5)
     if _compiled.AVAILABLE:  # the compiled kernels get it too
         args = ElasticNet(torch.randn(40, 8), config=fixed).cpu_row_kernel_args
-        assert args is not None and args[8] == 5
+        assert args is not None and args[9] == 5
 
 
 @pytest.mark.parametrize(

@@ -12,9 +12,9 @@ the same method without it:
   the homotopy, check KKT on every atom with the cached Gram (``g = r - c_W G_W``),
   grow by the violators and continue the path from the previous answer, repeat; results
   come back compact (the support only);
-- ``solve_lowp_rows``: the same, with the screening pass computed here over an int16 copy
-  of the atoms (``pace.solver._screen``: half the bytes of the memory-bound pass, with a
-  proven error bound); exact correlations replace the pass's wherever they matter.
+- ``solve_lowp_rows``: the same, with the screening pass computed here over an int8 copy
+  of the atoms (``pace.solver._screen``: a quarter of the bytes of the memory-bound pass,
+  with a proven error bound); exact correlations replace the pass's wherever they matter.
 
 A kernel never guesses: any numerical trouble (a singular system, a path that fails its
 end-point check, too many steps or rounds) is reported, and the caller then takes the
@@ -674,9 +674,9 @@ def _solve_row(
 
     ``r64`` is the screening pass ``D y``. Exact when ``pass_err`` is empty; otherwise a
     low-precision pass with ``|r64[j] - D_j y| <= pass_err[j] * radius``: then the exact
-    ``D_j y`` (``_dot_row`` on the fp32 ``atoms``) replaces ``r64[j]`` for every atom that
-    joins the working set (it enters the solution) and for every atom whose KKT test the
-    bound cannot decide, so the answer is the one the exact pass gives.
+    ``D_j y`` (on the fp32 ``atoms``) replaces ``r64[j]`` for every atom that joins the
+    working set (it enters the solution) and, once no other atom would join, for every
+    atom whose KKT test the bound cannot decide: the answer is the one the exact pass gives.
     """
     n = r64.shape[0]
     approx = pass_err.shape[0] > 0
@@ -779,20 +779,33 @@ def _solve_row(
                     viol[nviol] = j
                     nviol += 1
             if approx:
-                # Undecided by the pass's error bound: take the exact correlation.
+                # The pass's error bound decides most atoms. Of the others, those the pass
+                # puts above the threshold join the working set anyway (joining, an atom
+                # gets its exact correlation; if it is no violator it only costs a slot).
+                # Those it puts below need their exact correlation, but only once nothing
+                # else joins: until then they are looked at again next round.
                 cand = nviol
                 nviol = 0
+                nund = 0
                 for p in range(cand):
                     j = viol[p]
-                    if not known[j] and abs(score[j] - thr) <= pass_err[j] * radius:
-                        exact = _dot_row(atoms, j, y64)
-                        g[j] += exact - r64[j]
-                        r64[j] = exact
-                        known[j] = True
-                        score[j] = abs(g[j])
                     if score[j] > thr:
                         viol[nviol] = j
                         nviol += 1
+                    elif not known[j] and score[j] + pass_err[j] * radius > thr:
+                        fresh[nund] = j  # free until the next round starts
+                        nund += 1
+                if nviol == 0 and nund > 0:
+                    for p in range(nund):
+                        g[fresh[p]] -= r64[fresh[p]]  # keep the Gram part of g
+                    _exact_dots(atoms, y64, fresh[:nund], r64, known)
+                    for p in range(nund):
+                        j = fresh[p]
+                        g[j] += r64[j]
+                        score[j] = abs(g[j])
+                        if score[j] > thr:
+                            viol[nviol] = j
+                            nviol += 1
             done = nviol == 0
         if done:
             nnz = 0
@@ -869,27 +882,31 @@ def solve_gram_rows(
 
 
 @_jit
-def _pass_int16(
-    q: npt.NDArray[np.int16],
+def _pass_lowp(
+    q: npt.NDArray[np.int8],
     scale: npt.NDArray[np.float32],
+    col: npt.NDArray[np.float32],
     y: npt.NDArray[np.float32],
     out: npt.NDArray[np.float64],
 ) -> None:
-    """``out = scale * (q @ y)``: the screening pass over int16 atoms (half the bytes).
+    """``out[j] = scale[j] * (q[j] . (col * y))``: the screening pass over int8 atoms.
 
-    Eight rows a step, one from each eighth of ``q``: eight sequential streams keep more
-    loads in flight than one, and a cold pass (the case in generation, where the model's
-    weights evict the atoms between two calls) is bound by memory latency, not
-    arithmetic: 0.21 against 0.37 ms at 2,000 x 576 (``bench/solver_pass.py``).
+    A quarter of the fp32 atoms' bytes (``pace.solver._screen``). Eight rows a step, one
+    from each eighth of ``q``: eight sequential streams keep more loads in flight than
+    one, and a cold pass (the case in generation, where the model's weights evict the
+    atoms between two calls) is bound by memory, not arithmetic (``bench/solver_pass.py``).
     """
     n, d = q.shape
+    yc = np.empty(d, np.float32)
+    for i in range(d):
+        yc[i] = col[i] * y[i]
     h = n // 8
     for t in range(h):
         r0, r1, r2, r3 = q[t], q[t + h], q[t + 2 * h], q[t + 3 * h]
         r4, r5, r6, r7 = q[t + 4 * h], q[t + 5 * h], q[t + 6 * h], q[t + 7 * h]
         s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = np.float32(0.0)
         for i in range(d):
-            yi = y[i]
+            yi = yc[i]
             s0 += np.float32(r0[i]) * yi
             s1 += np.float32(r1[i]) * yi
             s2 += np.float32(r2[i]) * yi
@@ -904,15 +921,16 @@ def _pass_int16(
         row = q[j]
         s = np.float32(0.0)
         for i in range(d):
-            s += np.float32(row[i]) * y[i]
+            s += np.float32(row[i]) * yc[i]
         out[j] = float(s * scale[j])
 
 
 @_jit
 def _solve_lowp_row(
     y32: npt.NDArray[np.float32],
-    q: npt.NDArray[np.int16],
+    q: npt.NDArray[np.int8],
     scale: npt.NDArray[np.float32],
+    col: npt.NDArray[np.float32],
     pass_err: npt.NDArray[np.float64],
     atoms: npt.NDArray[np.float32],
     gram: npt.NDArray[Any],
@@ -926,11 +944,11 @@ def _solve_lowp_row(
     out_idx: npt.NDArray[np.int64],
     out_val: npt.NDArray[np.float32],
 ) -> tuple[int, int]:
-    """``_solve_row`` for one row ``y32`` (d,), screened by its int16 pass."""
+    """``_solve_row`` for one row ``y32`` (d,), screened by its int8 pass."""
     y64 = y32.astype(np.float64)
     radius = np.sqrt(np.sum(y64 * y64))
     r64 = np.empty(q.shape[0])
-    _pass_int16(q, scale, y32, r64)
+    _pass_lowp(q, scale, col, y32, r64)
     status, nnz = _solve_row(
         r64, radius, pass_err, y64, atoms, gram, l1, l2, tol, screen, max_rounds,
         seed, seed_on, out_idx, out_val,
@@ -941,8 +959,9 @@ def _solve_lowp_row(
 @_jit
 def solve_lowp_rows(
     y: npt.NDArray[np.float32],
-    q: npt.NDArray[np.int16],
+    q: npt.NDArray[np.int8],
     scale: npt.NDArray[np.float32],
+    col: npt.NDArray[np.float32],
     pass_err: npt.NDArray[np.float64],
     atoms: npt.NDArray[np.float32],
     gram: npt.NDArray[Any],
@@ -954,9 +973,9 @@ def solve_lowp_rows(
     seed_idx: npt.NDArray[np.int64],
     seed_on: npt.NDArray[np.bool_],
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32], int]:
-    """``solve_gram_rows`` for rows ``y`` (b, d), screened by an int16 pass.
+    """``solve_gram_rows`` for rows ``y`` (b, d), screened by an int8 pass.
 
-    ``q * scale[:, None]`` approximates the fp32 ``atoms`` with ``|D_j y - pass_j| <=
+    ``scale[:, None] * q * col`` approximates the fp32 ``atoms`` with ``|D_j y - pass_j| <=
     pass_err[j] * ||y||`` (``pace.solver._screen``); every value that enters the answer or
     decides a KKT test is exact (see ``_solve_row``). Same results layout and status.
     """
@@ -967,7 +986,7 @@ def solve_lowp_rows(
     counts = np.zeros(bsz, np.int64)
     for i in range(bsz):
         status, nnz = _solve_lowp_row(
-            np.ascontiguousarray(y[i]), q, scale, pass_err, atoms, gram, l1, l2, tol,
+            np.ascontiguousarray(y[i]), q, scale, col, pass_err, atoms, gram, l1, l2, tol,
             screen, max_rounds, seed_idx[i], seed_on[i], idx[i], val[i],
         )  # fmt: skip
         if status != OK:
@@ -1003,8 +1022,9 @@ _NONFINITE = 4  # the input row has a NaN or an infinity
 @_jit
 def remove_row_lowp(
     z: npt.NDArray[np.float32],
-    q: npt.NDArray[np.int16],
+    q: npt.NDArray[np.int8],
     scale: npt.NDArray[np.float32],
+    col: npt.NDArray[np.float32],
     pass_err: npt.NDArray[np.float64],
     atoms: npt.NDArray[np.float32],
     gram: npt.NDArray[Any],
@@ -1042,7 +1062,7 @@ def remove_row_lowp(
     idx = np.empty(n, np.int64)
     val = np.empty(n, np.float32)
     status, nnz = _solve_lowp_row(
-        y32, q, scale, pass_err, atoms, gram, l1, l2, tol, screen, max_rounds,
+        y32, q, scale, col, pass_err, atoms, gram, l1, l2, tol, screen, max_rounds,
         np.empty(0, np.int64), np.empty(0, np.bool_), idx, val,
     )  # fmt: skip
     if status != OK:
@@ -1068,8 +1088,9 @@ def remove_row_lowp(
 @_jit
 def remove_token_lowp(
     z: npt.NDArray[np.float32],
-    q: npt.NDArray[np.int16],
+    q: npt.NDArray[np.int8],
     scale: npt.NDArray[np.float32],
+    col: npt.NDArray[np.float32],
     pass_err: npt.NDArray[np.float64],
     atoms: npt.NDArray[np.float32],
     gram: npt.NDArray[Any],
@@ -1094,6 +1115,6 @@ def remove_token_lowp(
     coef = c_u[0, 0] if c_u.size > 0 else np.empty(d_u.shape[0], np.float32)
     coef[:] = 0.0
     return remove_row_lowp(
-        z[0, 0], q, scale, pass_err, atoms, gram, l1, l2, tol, screen, max_rounds,
+        z[0, 0], q, scale, col, pass_err, atoms, gram, l1, l2, tol, screen, max_rounds,
         pos, d_u, coef, out[0, 0],
     )  # fmt: skip

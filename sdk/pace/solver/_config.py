@@ -27,9 +27,11 @@ class ElasticNetConfig:
     """Most outer rounds (solve on the working set, check KKT on all atoms, grow)."""
     screen_size: int | None = None
     """Atoms in the first working set: those most correlated with ``y``. None picks per
-    path: 16 for the compiled kernels on a cached Gram, where a KKT round reads a few
-    Gram rows (a smaller start and one more round cost less than a larger working set:
-    ``bench/steering_solver_replay.py``), and 32 where each round passes over ``D``."""
+    path: 8 for the compiled kernels on a cached Gram, where a KKT round reads a few
+    Gram rows: a smaller start and one more round cost less than a larger working set,
+    since the atoms most correlated with ``y`` are often not in its support while the
+    KKT violators usually are (``bench/solver_kernel_ab.py --screens``); 32 where each
+    round passes over ``D``."""
     max_pdas_iter: int = 4
     """Most primal-dual active-set steps per working-set solve before the homotopy takes over."""
     fallback_iter: int = 20_000
@@ -100,7 +102,7 @@ class ElasticNetConfig:
         """``screen_size``, or its default for the path (see there)."""
         if self.screen_size is not None:
             return self.screen_size
-        return 16 if gram_kernel else 32
+        return 8 if gram_kernel else 32
 
     @property
     def l1(self) -> float:

@@ -35,7 +35,7 @@ from pace.solver._graphs import GraphedFunction
 from pace.solver._host import solve_on_host
 from pace.solver._kkt import unit_rows
 from pace.solver._parallel import solve_gram_rows_threaded
-from pace.solver._screen import Int16Atoms, quantize_rows
+from pace.solver._screen import LowpAtoms, quantize_rows
 from pace.solver._single import solve_rows
 from pace.solver._subproblem import solve_working_set
 
@@ -131,9 +131,9 @@ class ElasticNet:
         # (one compiled signature keeps the one-off JIT cost down; fp64 atoms take the
         # NumPy path) and an L1 term.
         self._kernel_args: tuple[float, float, float, int, int] | None = None
-        # A decode step (one row) screens with an int16 copy of the atoms: half the bytes
-        # of the memory-bound pass, exact where it matters (pace.solver._screen).
-        self._screen: Int16Atoms | None = None
+        # A decode step (one row) screens with an int8 copy of the atoms: a quarter of the
+        # bytes of the memory-bound pass, exact where it matters (pace.solver._screen).
+        self._screen: LowpAtoms | None = None
         self._compute_np: np.ndarray | None = None
         if (
             cpu
@@ -178,13 +178,13 @@ class ElasticNet:
     def cpu_row_kernel_args(self) -> tuple[object, ...] | None:
         """For ``pace.steering``: the solver's arguments of ``_compiled.remove_row_lowp``.
 
-        ``(q, scale, err, atoms, gram, l1, l2, tol, screen, max_rounds)`` where the
+        ``(q, scale, col, err, atoms, gram, l1, l2, tol, screen, max_rounds)`` where the
         single-row CPU kernel applies (numba, a cached fp32 Gram, an L1 term), else None.
         """
         if self._screen is None or self._kernel_args is None:
             return None
         s = self._screen
-        return (s.q, s.scale, s.err, self._compute_np, self._gram_np, *self._kernel_args)
+        return (s.q, s.scale, s.col, s.err, self._compute_np, self._gram_np, *self._kernel_args)
 
     @property
     def config(self) -> ElasticNetConfig:
@@ -421,11 +421,11 @@ class ElasticNet:
             seeds = np.ascontiguousarray(warm_start.indices.cpu().numpy(), dtype=np.int64)
             seed_on = (warm_start.values.detach() != 0).cpu().numpy()
         if bsz == 1 and self._screen is not None and self._compute_np is not None:
-            # A decode step: the kernel makes its own int16 pass (half the bytes of fp32).
+            # A decode step: the kernel makes its own int8 pass (a quarter of fp32's bytes).
             s = self._screen
             y_np = np.ascontiguousarray(yc.numpy())
             idx, val_out, status = _compiled.solve_lowp_rows(
-                y_np, s.q, s.scale, s.err, self._compute_np, self._gram_np,
+                y_np, s.q, s.scale, s.col, s.err, self._compute_np, self._gram_np,
                 *self._kernel_args, seeds, seed_on,
             )  # fmt: skip
         else:
