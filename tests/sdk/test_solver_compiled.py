@@ -2,29 +2,36 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 import torch
 
-from pace.solver import ElasticNet, ElasticNetConfig, _compiled, kkt_violation
+from pace.solver import ElasticNet, ElasticNetConfig, _compiled, _elastic_net, kkt_violation
 from pace.solver._single import homotopy_np
 
 pytestmark = pytest.mark.skipif(not _compiled.AVAILABLE, reason="numba is not installed")
 
 
 def _spy_kernel_statuses(
-    monkeypatch: pytest.MonkeyPatch, kernel: str = "solve_gram_rows"
+    monkeypatch: pytest.MonkeyPatch, kernel: str = "solve_gram_rows_threaded"
 ) -> list[int]:
-    """Wrap a compiled row kernel of ``_compiled``; the list gets each call's status."""
+    """Wrap the compiled row kernel the solver calls; the list gets each call's status.
+
+    ``solve_gram_rows_threaded`` (the rows of a prefill, on one or more threads) as the
+    solver imports it, or a kernel of ``_compiled`` such as ``solve_lowp_rows``.
+    """
     calls: list[int] = []
-    real = getattr(_compiled, kernel)
+    owner = _elastic_net if kernel == "solve_gram_rows_threaded" else _compiled
+    real = getattr(owner, kernel)
 
     def spy(*args: object) -> tuple[np.ndarray, np.ndarray, int]:
         out: tuple[np.ndarray, np.ndarray, int] = real(*args)
         calls.append(out[2])
         return out
 
-    monkeypatch.setattr(_compiled, kernel, spy)
+    monkeypatch.setattr(owner, kernel, spy)
     return calls
 
 
@@ -105,14 +112,14 @@ def test_kernel_failure_falls_back_to_the_numpy_path(monkeypatch: pytest.MonkeyP
     y = y / y.norm(dim=1, keepdim=True)
     expected = ElasticNet(atoms, config=ElasticNetConfig(compiled=False)).solve(y)
     calls: list[int] = []
-    real = _compiled.solve_gram_rows
+    real = _elastic_net.solve_gram_rows_threaded
 
     def failing(*args: object) -> tuple[np.ndarray, np.ndarray, int]:
         calls.append(1)
         idx, val, _ = real(*args)
         return idx, val, _compiled.OK + 1
 
-    monkeypatch.setattr(_compiled, "solve_gram_rows", failing)
+    monkeypatch.setattr(_elastic_net, "solve_gram_rows_threaded", failing)
     got = ElasticNet(atoms).solve(y)
     assert calls, "the compiled kernel was not tried"
     torch.testing.assert_close(got, expected)
@@ -125,9 +132,8 @@ def test_compiled_kernel_runs_and_is_optimal(monkeypatch: pytest.MonkeyPatch) ->
     calls = _spy_kernel_statuses(monkeypatch)
     solver = ElasticNet(atoms, config=ElasticNetConfig(screen_size=4))  # several rounds
     idx, val = solver.solve_sparse(y)
-    # Solved by the kernel itself, not by the fallback (which would hide a kernel bug);
-    # one call per solver thread.
-    assert calls and set(calls) == {_compiled.OK}
+    # Solved by the kernel itself, not by the fallback (which would hide a kernel bug).
+    assert calls == [_compiled.OK]
     assert bool((val != 0).all(dim=1).any())  # compact: supports, not working sets
     c = torch.zeros(4, 500).scatter_add_(1, idx, val)
     assert float(kkt_violation(solver.atoms, y, c, alpha=0.05, tau=0.95).max()) <= 1e-5
@@ -182,51 +188,108 @@ def test_warm_started_rows_that_need_more_rounds() -> None:
 
 
 def test_rows_split_over_threads_match_one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
-    # A prefill's rows are claimed in small chunks by several threads; the reassembled
-    # answer (row order, padding) must be the single-threaded one, and every chunk must
-    # succeed.
+    # A prefill's rows are shared by several threads, each making one call that claims
+    # rows until none are left; the answer (row order, padding) must be the
+    # single-threaded one.
     atoms = _atoms(400, 48, seed=5)
     y = torch.randn(7, 48, generator=torch.Generator().manual_seed(6))
     solver = ElasticNet(atoms, config=ElasticNetConfig(screen_size=4))
-    calls = _spy_kernel_statuses(monkeypatch)
+    real = _compiled.solve_gram_rows_shared
+    callers: list[int] = []
+
+    def spy(*args: object) -> None:
+        callers.append(threading.get_ident())
+        real(*args)
+
+    monkeypatch.setattr(_compiled, "solve_gram_rows_shared", spy)
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
         one = solver.solve(y)
-        assert calls == [_compiled.OK]
+        assert callers == []  # one thread: the plain kernel
         torch.set_num_threads(3)
         three = solver.solve(y)
     finally:
         torch.set_num_threads(threads)
-    assert len(calls) > 2 and set(calls) == {_compiled.OK}  # split: one call per chunk
+    assert len(callers) == 3 and len(set(callers)) == 3  # one call on each thread
     assert torch.equal(one, three)
     idx, val = solver.solve_sparse(y)
     assert torch.equal(torch.zeros(7, 400).scatter_add_(1, idx, val), one)
 
 
-def test_a_failed_chunk_fails_the_threaded_solve(monkeypatch: pytest.MonkeyPatch) -> None:
-    # One chunk the kernel cannot certify fails the whole call (the caller then takes the
-    # safe path for every row), whichever thread claimed it.
+def _prefill_rows(solver: ElasticNet, rows: int, seed: int) -> np.ndarray:
+    """``r = Y D^T`` (float32, as a prefill passes it) for ``rows`` random unit rows."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.nn.functional.normalize(torch.randn(rows, solver.d, generator=g))
+    return np.ascontiguousarray((y @ solver.atoms.T).numpy(), dtype=np.float32)
+
+
+class _SharedCall:
+    """The output arrays and the arguments of ``solve_gram_rows_shared`` over ``r``."""
+
+    def __init__(self, solver: ElasticNet, r: np.ndarray) -> None:
+        assert solver._kernel_args is not None
+        bsz, n = r.shape
+        self.next_row = np.zeros(1, np.int64)
+        self.idx = np.empty((bsz, n), np.int64)
+        self.val = np.empty((bsz, n), np.float32)
+        self.counts = np.zeros(bsz, np.int64)
+        self.status = np.zeros(1, np.int64)
+        self.seeds = np.zeros((bsz, 0), np.int64), np.zeros((bsz, 0), np.bool_)
+        head = (r, solver._gram_np, *solver._kernel_args, *self.seeds)
+        self.args = (*head, self.next_row, self.idx, self.val, self.counts, self.status)
+
+
+def test_shared_rows_are_claimed_once_each_by_concurrent_calls() -> None:
+    # Calls running at once (the kernel releases the GIL) take rows from one atomic
+    # counter: every row is solved by exactly one of them, and the counter ends at one
+    # claim past the rows for each call (a lost update would leave it short).
+    solver = ElasticNet(_atoms(300, 32, seed=8))
+    r = _prefill_rows(solver, 301, seed=9)
+    call = _SharedCall(solver, r)
+    assert solver._kernel_args is not None
+    want = _compiled.solve_gram_rows(r, solver._gram_np, *solver._kernel_args, *call.seeds)
+    threads = [threading.Thread(target=_compiled.solve_gram_rows_shared, args=call.args)
+               for _ in range(4)]  # fmt: skip
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    claims = _compiled.ROWS_PER_CLAIM
+    assert call.status[0] == _compiled.OK
+    assert call.next_row[0] == ((301 + claims - 1) // claims + 4) * claims
+    got_idx, got_val, _ = _compiled._compact(call.idx, call.val, call.counts)
+    assert np.array_equal(got_idx, want[0]) and np.array_equal(got_val, want[1])
+
+
+def test_a_shared_call_starts_at_the_counter() -> None:
+    # Rows before the counter's value belong to someone else: they are left untouched.
+    solver = ElasticNet(_atoms(300, 32, seed=8))
+    call = _SharedCall(solver, _prefill_rows(solver, 9, seed=9))
+    call.next_row[0] = 4
+    _compiled.solve_gram_rows_shared(*call.args)
+    assert call.status[0] == _compiled.OK and call.counts[:4].tolist() == [0, 0, 0, 0]
+    assert (call.counts[4:] > 0).all()
+
+
+def test_a_failed_row_fails_the_threaded_solve() -> None:
+    # One row the kernel cannot certify (here: it needs more rounds than allowed) fails
+    # the whole call, whichever thread claimed it; the caller then takes the safe path.
     from pace.solver._parallel import solve_gram_rows_threaded
 
-    real = _compiled.solve_gram_rows
-    seen: list[int] = []
-
-    def flaky(r: np.ndarray, *args: object) -> tuple[np.ndarray, np.ndarray, int]:
-        seen.append(r.shape[0])
-        out: tuple[np.ndarray, np.ndarray, int] = real(r, *args)
-        return (out[0][:, :0], out[1][:, :0], 3) if r[0, 0] == 9.0 else out
-
-    monkeypatch.setattr(_compiled, "solve_gram_rows", flaky)
     solver = ElasticNet(_atoms(300, 32, seed=8))
-    y = torch.nn.functional.normalize(
-        torch.randn(9, 32, generator=torch.Generator().manual_seed(9))
-    )
-    r = (y @ solver.atoms.T).numpy().astype(np.float32)
+    assert solver._gram_np is not None and solver._kernel_args is not None
+    r = np.zeros((9, 300), np.float32)  # rows of zeros: c = 0 after one round
+    r[4] = _prefill_rows(solver, 1, seed=9)[0]
+    l1, l2, tol, _, _ = solver._kernel_args
     none = np.zeros((9, 0), np.int64)
-    args = (solver._gram_np, solver._kernel_args, none, none.astype(np.bool_), 2)
-    _, _, status = solve_gram_rows_threaded(r, *args)
-    assert status == _compiled.OK and sum(seen) == 9
-    r[4, 0] = 9.0  # the chunk holding row 4 fails
-    idx, val, status = solve_gram_rows_threaded(r, *args)
-    assert status == 3 and idx.shape == (9, 0) and val.shape == (9, 0)
+    for rounds, want in ((50, _compiled.OK), (1, 3)):  # 3: the kernel's "too many rounds"
+        kernel_args = (l1, l2, tol, 1, rounds)
+        idx, val, status = solve_gram_rows_threaded(
+            r, solver._gram_np, kernel_args, none, none.astype(np.bool_), 2
+        )
+        assert status == want
+        if want == _compiled.OK:
+            assert (val[4] != 0).sum() > 1 and (val[[0, 1, 2, 3, 5, 6, 7, 8]] == 0).all()
+        else:
+            assert idx.shape == (9, 0) and val.shape == (9, 0)

@@ -34,10 +34,12 @@ import numpy.typing as npt
 __all__ = [
     "AVAILABLE",
     "OK",
+    "ROWS_PER_CLAIM",
     "homotopy_ws",
     "remove_row_lowp",
     "remove_token_lowp",
     "solve_gram_rows",
+    "solve_gram_rows_shared",
     "solve_lowp_rows",
 ]
 
@@ -69,6 +71,44 @@ def _jit(fn: Callable[..., Any]) -> Callable[..., Any]:
         cache=True, nogil=True, error_model="numpy", fastmath=_FASTMATH
     )(fn)
     return jitted
+
+
+def _atomic_fetch_add() -> Any:
+    """``_fetch_add(counter, step)``: ``counter[0] += step`` atomically; the old value.
+
+    An LLVM ``atomicrmw add`` on an int64 array's first element, for threads sharing
+    rows (``solve_gram_rows_shared``).
+    """
+    if not AVAILABLE:  # pragma: no cover - the kernels are not used without numba
+        return None
+    from numba import types
+    from numba.core import cgutils
+    from numba.extending import intrinsic
+
+    def typer(typingctx: Any, counter: Any, step: Any) -> Any:
+        if not (
+            isinstance(counter, types.Array)
+            and counter.dtype == types.int64
+            and isinstance(step, types.Integer)
+        ):
+            return None
+        sig = types.int64(counter, step)
+
+        def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+            arr_t, step_t = signature.args
+            ary = context.make_array(arr_t)(context, builder, args[0])
+            zero = context.get_constant(types.intp, 0)
+            ptr = cgutils.get_item_pointer(context, builder, arr_t, ary, [zero])
+            add = context.cast(builder, args[1], step_t, types.int64)
+            return builder.atomic_rmw("add", ptr, add, "seq_cst")
+
+        return sig, codegen
+
+    typer.__name__ = "_fetch_add"
+    return intrinsic(typer)
+
+
+_fetch_add: Any = _atomic_fetch_add()
 
 
 @_jit
@@ -854,31 +894,64 @@ def solve_gram_rows(
     idx = np.empty((bsz, n), np.int64)
     val = np.empty((bsz, n), np.float32)
     counts = np.zeros(bsz, np.int64)
+    status = np.zeros(1, np.int64)
+    solve_gram_rows_shared(
+        r, gram, l1, l2, tol, screen, max_rounds, seed_idx, seed_on,
+        np.zeros(1, np.int64), idx, val, counts, status,
+    )  # fmt: skip
+    if status[0] != OK:
+        return idx[:, :0], val[:, :0], int(status[0])
+    return _compact(idx, val, counts)
+
+
+ROWS_PER_CLAIM = 2
+"""Rows a thread of ``solve_gram_rows_shared`` claims at a time: rows cost very differently
+(a few path events or a hundred), so they are not dealt out in advance."""
+
+
+@_jit
+def solve_gram_rows_shared(
+    r: npt.NDArray[Any],
+    gram: npt.NDArray[Any],
+    l1: float,
+    l2: float,
+    tol: float,
+    screen: int,
+    max_rounds: int,
+    seed_idx: npt.NDArray[np.int64],
+    seed_on: npt.NDArray[np.bool_],
+    next_row: npt.NDArray[np.int64],
+    idx: npt.NDArray[np.int64],
+    val: npt.NDArray[np.float32],
+    counts: npt.NDArray[np.int64],
+    status: npt.NDArray[np.int64],
+) -> None:
+    """``solve_gram_rows``' work, shared by every thread that calls this at once.
+
+    Each call claims ``ROWS_PER_CLAIM`` rows at a time from the counter ``next_row[0]``
+    (an atomic add) until none are left, and writes row ``i``'s support into ``idx[i]``,
+    ``val[i]`` (both (b, n)) and its size into ``counts[i]``. A failed row sets
+    ``status[0]`` (zero on entry) and the others stop claiming. No thread needs the
+    interpreter meanwhile: a waiting thread would sleep, and on a shared machine a
+    sleeping CPU may not come back soon (``pace.solver._parallel``).
+    """
+    bsz = r.shape[0]
     no_err = np.empty(0)
     no_y = np.empty(0)
     no_atoms = np.empty((0, 0), np.float32)
-    for i in range(bsz):
-        status, nnz = _solve_row(
-            r[i].astype(np.float64),
-            0.0,
-            no_err,
-            no_y,
-            no_atoms,
-            gram,
-            l1,
-            l2,
-            tol,
-            screen,
-            max_rounds,
-            seed_idx[i],
-            seed_on[i],
-            idx[i],
-            val[i],
-        )
-        if status != OK:
-            return idx[:, :0], val[:, :0], status
-        counts[i] = nnz
-    return _compact(idx, val, counts)
+    while status[0] == OK:
+        start = _fetch_add(next_row, ROWS_PER_CLAIM)
+        if start >= bsz:
+            break
+        for i in range(start, min(start + ROWS_PER_CLAIM, bsz)):
+            st, nnz = _solve_row(
+                r[i].astype(np.float64), 0.0, no_err, no_y, no_atoms, gram, l1, l2, tol,
+                screen, max_rounds, seed_idx[i], seed_on[i], idx[i], val[i],
+            )  # fmt: skip
+            if st != OK:
+                status[0] = st
+                break
+            counts[i] = nnz
 
 
 @_jit

@@ -3,10 +3,17 @@
 A prefill hands the solver every prompt token of a layer at once (tens of rows), while
 the model's own threads wait for the hook to return. The compiled kernel is ``nogil``,
 so threads solve disjoint rows in parallel. Rows cost very differently (a few path
-events or a hundred), so they are not dealt out in advance: each thread takes the next
-small chunk of neighbouring rows until none is left. The threads are torch's own OpenMP
-team where torch runs on GNU libgomp (``pace.solver._omp_team``: its workers are awake
-and would otherwise spin beside ours), else a small pool of our own.
+events or a hundred), so they are not dealt out in advance: every thread makes one call
+of ``_compiled.solve_gram_rows_shared``, which claims the next rows with an atomic
+counter until none are left. The threads are torch's own OpenMP team where torch runs
+on GNU libgomp (``pace.solver._omp_team``: its workers are awake and would otherwise
+spin beside ours), else a small pool of our own.
+
+No thread waits for the interpreter in between: a thread that waits for the GIL sleeps,
+its CPU goes idle, and on a shared (virtual) machine an idle CPU may be handed to
+someone else and come back late. Claiming rows in Python, a chunk at a time, slept about
+three times per layer, and the model's own layers then ran slower for the rest of the
+forward pass (``docs/benchmarks.md``).
 """
 
 from __future__ import annotations
@@ -39,10 +46,6 @@ def _executor(workers: int) -> ThreadPoolExecutor:
         return _pool
 
 
-_CHUNK = 2  # rows per claim: small enough to balance, large enough to amortise a call
-_Chunk = tuple[int, npt.NDArray[np.int64], npt.NDArray[np.float32]]  # first row, idx, val
-
-
 def solve_gram_rows_threaded(
     r: npt.NDArray[Any],
     gram: npt.NDArray[Any],
@@ -56,46 +59,32 @@ def solve_gram_rows_threaded(
     Same result layout: (b, k) indices and values, each row padded with its first index
     and value 0; a status other than OK if any row failed.
     """
-    bsz = r.shape[0]
-    workers = max(1, min(workers, (bsz + _CHUNK - 1) // _CHUNK))
+    bsz, n = r.shape
+    claims = _compiled.ROWS_PER_CLAIM
+    workers = max(1, min(workers, (bsz + claims - 1) // claims))
     if workers == 1:
         out: tuple[npt.NDArray[np.int64], npt.NDArray[np.float32], int]
         out = _compiled.solve_gram_rows(r, gram, *kernel_args, seeds, seed_on)
         return out
 
-    claims = iter(range(0, bsz, _CHUNK))  # next() is atomic under the GIL
-    failed: list[int] = []
+    next_row = np.zeros(1, np.int64)
+    idx = np.empty((bsz, n), np.int64)
+    val = np.empty((bsz, n), np.float32)
+    counts = np.zeros(bsz, np.int64)
+    status = np.zeros(1, np.int64)
+    args = (r, gram, *kernel_args, seeds, seed_on, next_row, idx, val, counts, status)
 
-    def part(w: int) -> list[_Chunk]:
-        done: list[_Chunk] = []
-        for start in claims:
-            if failed:
-                break
-            end = min(start + _CHUNK, bsz)
-            idx, val, status = _compiled.solve_gram_rows(
-                r[start:end], gram, *kernel_args, seeds[start:end], seed_on[start:end]
-            )
-            if status != _compiled.OK:
-                failed.append(int(status))
-                break
-            done.append((start, idx, val))
-        return done
+    def part(_: int) -> None:
+        _compiled.solve_gram_rows_shared(*args)
 
     team = _omp_team.team()
     if team is not None:
-        parts = team.run(workers, part)
+        team.run(workers, part)
     else:
-        pool = _executor(workers)
-        parts = [f.result() for f in [pool.submit(part, w) for w in range(workers)]]
-    if failed:
-        return np.zeros((bsz, 0), np.int64), np.zeros((bsz, 0), np.float32), failed[0]
-    chunks = [c for got in parts for c in got]
-    kmax = max(c[1].shape[1] for c in chunks)
-    idx = np.empty((bsz, kmax), np.int64)
-    val = np.zeros((bsz, kmax), np.float32)
-    for start, c_idx, c_val in chunks:
-        end, k = start + c_idx.shape[0], c_idx.shape[1]
-        idx[start:end, :k] = c_idx
-        idx[start:end, k:] = c_idx[:, :1]  # padding repeats the row's first index
-        val[start:end, :k] = c_val
-    return idx, val, _compiled.OK
+        for f in [_executor(workers).submit(part, w) for w in range(workers)]:
+            f.result()
+    if status[0] != _compiled.OK:
+        return idx[:, :0], val[:, :0], int(status[0])
+    compact: tuple[npt.NDArray[np.int64], npt.NDArray[np.float32], int]
+    compact = _compiled._compact(idx, val, counts)
+    return compact
