@@ -12,6 +12,10 @@ thread), and the ratio B/A per repeat.
 
     .venv/bin/python bench/solver_kernel_ab.py /tmp/old.py sdk/pace/solver/_compiled.py \\
         --inputs /tmp/replay.pt --atoms cen --repeats 2
+
+``--screen-a`` / ``--screen-b`` give each side its own first working set (the solver's
+``screen_size``); with the same file twice they compare sizes, e.g. ``--screen-a 16
+--screen-b 8``.
 """
 
 from __future__ import annotations
@@ -77,8 +81,10 @@ class _Replay:
         self._at = (start + n) % (self._junk.size - n)
         self._junk[start : start + n].sum()
 
-    def decode(self, kernels: Any, li: int, z: np.ndarray) -> float:
-        args = self.solvers[li].cpu_row_kernel_args
+    def decode(self, kernels: Any, li: int, z: np.ndarray, screen: int | None = None) -> float:
+        args = list(self.solvers[li].cpu_row_kernel_args)
+        if screen is not None:
+            args[9] = screen  # (q, scale, col, err, atoms, gram, l1, l2, tol, screen, rounds)
         c_u, out = np.zeros(self.n_u, np.float32), np.empty_like(z)
         t = time.thread_time()
         status, _ = kernels.remove_row_lowp(z, *args, self.pos, self.d_u, c_u, out)
@@ -86,12 +92,15 @@ class _Replay:
         assert status == kernels.OK, status
         return dt
 
-    def prefill_rows(self, kernels: Any, li: int) -> float:
+    def prefill_rows(self, kernels: Any, li: int, screen: int | None = None) -> float:
         r, s = self.prefill[li], self.solvers[li]
         none = np.zeros((r.shape[0], 0), np.int64)
+        kernel_args = list(s._kernel_args)
+        if screen is not None:
+            kernel_args[3] = screen  # (l1, l2, tol, screen, rounds)
         t = time.thread_time()
         _, _, status = kernels.solve_gram_rows(
-            r, s._gram_np, *s._kernel_args, none, none.astype(np.bool_)
+            r, s._gram_np, *kernel_args, none, none.astype(np.bool_)
         )
         dt = time.thread_time() - t
         assert status == kernels.OK, status
@@ -105,6 +114,8 @@ def main() -> None:
     p.add_argument("--inputs", default="/tmp/replay.pt", help="captured solver inputs")
     p.add_argument("--atoms", choices=["cen", "raw"], default="cen")
     p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--screen-a", type=int, default=None, help="A's first working set")
+    p.add_argument("--screen-b", type=int, default=None, help="B's first working set")
     args = p.parse_args()
     torch.set_num_threads(1)
     replay = _Replay(args.inputs, args.atoms)
@@ -114,6 +125,7 @@ def main() -> None:
         for k in kernels.values():  # compile (or load from cache) before timing
             replay.decode(k, 0, replay.rows[0][0])
             replay.prefill_rows(k, 0)
+        screens = {"A": args.screen_a, "B": args.screen_b}
         layers, steps = len(replay.rows), len(replay.rows[0])
         spent = {name: [0.0, 0.0] for name in kernels}
         ratios: list[tuple[float, float]] = []
@@ -125,11 +137,12 @@ def main() -> None:
                     names = ["A", "B"] if (step + li + rep) % 2 else ["B", "A"]
                     for name in names:
                         replay.evict()
-                        dec[name] += replay.decode(kernels[name], li, replay.rows[li][step])
+                        z = replay.rows[li][step]
+                        dec[name] += replay.decode(kernels[name], li, z, screens[name])
             for li in range(layers):
                 for name in ["A", "B"] if (li + rep) % 2 else ["B", "A"]:
                     replay.evict()
-                    pre[name] += replay.prefill_rows(kernels[name], li)
+                    pre[name] += replay.prefill_rows(kernels[name], li, screens[name])
             for name in kernels:
                 spent[name][0] += dec[name]
                 spent[name][1] += pre[name]

@@ -30,8 +30,8 @@ class ElasticNetConfig:
     path: 8 for the compiled kernels on a cached Gram, where a KKT round reads a few
     Gram rows: a smaller start and one more round cost less than a larger working set,
     since the atoms most correlated with ``y`` are often not in its support while the
-    KKT violators usually are (``bench/solver_kernel_ab.py --screens``); 32 where each
-    round passes over ``D``."""
+    KKT violators usually are (``bench/solver_kernel_ab.py --screen-a 16 --screen-b 8``);
+    32 where each round passes over ``D``."""
     max_pdas_iter: int = 4
     """Most primal-dual active-set steps per working-set solve before the homotopy takes over."""
     fallback_iter: int = 20_000
