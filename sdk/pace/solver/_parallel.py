@@ -12,8 +12,10 @@ spin beside ours), else a small pool of our own.
 No thread waits for the interpreter in between: a thread that waits for the GIL sleeps,
 its CPU goes idle, and on a shared (virtual) machine an idle CPU may be handed to
 someone else and come back late. Claiming rows in Python, a chunk at a time, slept about
-three times per layer, and the model's own layers then ran slower for the rest of the
-forward pass (``docs/benchmarks.md``).
+twice per layer (64-67 voluntary context switches per prefill, against 28-30 now); in the
+busiest minutes, torch's workers put to sleep in a hook made the next layers run up to
+three times slower, though the old claims showed no such effect in quieter runs
+(``docs/benchmarks.md``).
 """
 
 from __future__ import annotations
