@@ -3,7 +3,8 @@
 The overhead bench's CPU setup (SmolLM2-135M, 2,000 atoms on 30 layers, centered atoms
 + mean atom + sink guard), vanilla and steered generations alternated; a timer around
 every layer's edit (``pace.steering.hooks._apply``), around every forward, and around
-each layer's own work in the prompt pass. Wall time, medians of ``--repeats``.
+each layer's own work in the prompt pass. Wall time, medians of ``--repeats``; for the
+decode steps also each layer's edit (mean over the steps): the layers' solves differ.
 
     .venv/bin/python bench/steering_breakdown.py [--threads 1] [--discard]
 
@@ -45,12 +46,16 @@ def main() -> None:
 
     clock = {"edit_pre": 0.0, "edit_dec": 0.0, "fwd_pre": 0.0, "fwd_dec": 0.0}
     layer_ms: list[float] = []
+    edit_us: list[float] = []  # every decode edit, in call order (layer by layer)
     real_apply = hooks._apply
 
     def timed_apply(hidden: torch.Tensor, edit: Any, *rest: Any) -> Any:
         t = time.perf_counter()
         new, coef = real_apply(hidden, edit, *rest)
-        clock["edit_pre" if hidden.shape[1] > 1 else "edit_dec"] += time.perf_counter() - t
+        dt = time.perf_counter() - t
+        clock["edit_pre" if hidden.shape[1] > 1 else "edit_dec"] += dt
+        if hidden.shape[1] == 1:
+            edit_us.append(dt * 1e6)
         return (None, coef) if args.discard else (new, coef)
 
     hooks._apply = timed_apply  # edit_hook looks it up at call time
@@ -79,6 +84,7 @@ def main() -> None:
         for key in clock:
             clock[key] = 0.0
         layer_ms.clear()
+        edit_us.clear()
         t = time.perf_counter()
         with torch.no_grad():
             model.generate(**enc, max_new_tokens=n, min_new_tokens=n, do_sample=False,
@@ -86,6 +92,9 @@ def main() -> None:
         out = {k: v * 1e3 for k, v in clock.items()}
         out["total"] = (time.perf_counter() - t) * 1e3
         out["layers"] = float(np.mean(layer_ms[1:]))  # the layers after the first edit
+        if edit_us:  # one decode edit per layer and step, in layer order
+            per_layer = np.asarray(edit_us).reshape(-1, len(model.model.layers)).mean(axis=0)
+            out.update({f"edit_us_{i}": float(v) for i, v in enumerate(per_layer)})
         return out
 
     results: dict[str, list[dict[str, float]]] = {"vanilla": [], "steered": []}
@@ -112,6 +121,10 @@ def main() -> None:
               f"(edits {med['edit_pre']:.0f}, a layer's own work {med['layers']:.1f} ms); "
               f"decode {dec:.1f} ms/token (edits {med['edit_dec'] / (n - 1):.1f}, "
               f"model {own:.1f})")  # fmt: skip
+        layers = [med[k] for k in med if k.startswith("edit_us_")]
+        if layers:
+            cells = " ".join(f"{v:.0f}" for v in layers)
+            print(f"  decode edit per layer, us (mean over steps): {cells}")
 
 
 if __name__ == "__main__":
