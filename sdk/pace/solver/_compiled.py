@@ -38,6 +38,7 @@ __all__ = [
     "homotopy_ws",
     "remove_row_lowp",
     "remove_token_lowp",
+    "rows_result",
     "solve_gram_rows",
     "solve_gram_rows_shared",
     "solve_lowp_rows",
@@ -899,6 +900,18 @@ def solve_gram_rows(
         r, gram, l1, l2, tol, screen, max_rounds, seed_idx, seed_on,
         np.zeros(1, np.int64), idx, val, counts, status,
     )  # fmt: skip
+    return rows_result(idx, val, counts, status)
+
+
+@_jit
+def rows_result(
+    idx: npt.NDArray[np.int64],
+    val: npt.NDArray[np.float32],
+    counts: npt.NDArray[np.int64],
+    status: npt.NDArray[np.int64],
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32], int]:
+    """``solve_gram_rows``' result from ``solve_gram_rows_shared``'s outputs: the compact
+    supports, or empty arrays and the failed status."""
     if status[0] != OK:
         return idx[:, :0], val[:, :0], int(status[0])
     return _compact(idx, val, counts)

@@ -85,8 +85,6 @@ def solve_gram_rows_threaded(
     else:
         for f in [_executor(workers).submit(part, w) for w in range(workers)]:
             f.result()
-    if status[0] != _compiled.OK:
-        return idx[:, :0], val[:, :0], int(status[0])
-    compact: tuple[npt.NDArray[np.int64], npt.NDArray[np.float32], int]
-    compact = _compiled._compact(idx, val, counts)
-    return compact
+    result: tuple[npt.NDArray[np.int64], npt.NDArray[np.float32], int]
+    result = _compiled.rows_result(idx, val, counts, status)
+    return result
