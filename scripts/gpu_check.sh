@@ -32,8 +32,10 @@ step() {
 step device "$PY" -c "import torch; print(torch.__version__, torch.cuda.get_device_name())"
 step tests "$PY" -m pytest -c /dev/null --confcutdir=tests/sdk -q -p no:cacheprovider \
     -k "cuda or triton or graph" \
-    tests/sdk/test_solver.py tests/sdk/test_solver_fixed.py tests/sdk/test_steering_cuda.py
+    tests/sdk/test_solver.py tests/sdk/test_solver_fixed.py tests/sdk/test_solver_host_rounds.py \
+    tests/sdk/test_steering_cuda.py
 step solver_bench "$PY" bench/solver_bench.py --device cuda --sklearn-rows 0
+step solver_rounds "$PY" bench/solver_rounds.py --device cuda --dtype float16
 if [ -z "${QUICK:-}" ]; then
     step steering_overhead "$PY" bench/steering_overhead.py --device cuda --new-tokens 16 --repeats 2
 fi

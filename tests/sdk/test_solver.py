@@ -125,6 +125,9 @@ ON_DEVICE = ElasticNetConfig(cpu_rowwise=False, host_subproblem=False)  # system
         BATCHED,
         ElasticNetConfig(cpu_rowwise=False, screen_size=2),
         ElasticNetConfig(cpu_rowwise=False, gram_max_n=0),  # as on GPU
+        # Rounds decided by the device's batched steps (what batches of 9+ rows take).
+        ElasticNetConfig(cpu_rowwise=False, host_rounds_max_rows=0),
+        ElasticNetConfig(cpu_rowwise=False, host_rounds_max_rows=0, screen_size=2),
         ON_DEVICE,
         ElasticNetConfig(cpu_rowwise=False, host_subproblem=False, gram_max_n=0),
         # PDAS cut short: the torch homotopy takes over.
@@ -139,6 +142,8 @@ ON_DEVICE = ElasticNetConfig(cpu_rowwise=False, host_subproblem=False)  # system
         "batched",
         "batched-grow",
         "batched-no-gram",
+        "device-rounds",
+        "device-rounds-grow",
         "torch-systems",
         "torch-systems-no-gram",
         "torch-systems-homotopy",
@@ -171,7 +176,7 @@ def test_host_systems_fall_back_to_torch_where_the_compiled_path_gives_up(
     monkeypatch.setattr(_host._compiled, "homotopy_ws", refuse_every_other)
     atoms = _atoms(300, 64, correlated=True, seed=16)
     y = _targets(atoms, 4, k=12, noise=0.05, seed=16)
-    solver = ElasticNet(atoms, config=BATCHED)
+    solver = ElasticNet(atoms, config=ElasticNetConfig(cpu_rowwise=False, host_rounds_max_rows=0))
     _assert_matches_sklearn(solver, y, solver.solve(y))
     assert len(calls) >= 4  # every row went to the host at least once
 

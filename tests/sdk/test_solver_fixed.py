@@ -115,7 +115,7 @@ def test_solve_sends_large_batches_through_the_schedule(monkeypatch: pytest.Monk
 
     monkeypatch.setattr(solver, "_graphed", counted)
     _assert_matches_sklearn(solver, y, solver.solve(y))  # 20 rows: the schedule
-    _assert_matches_sklearn(solver, y[:3], solver.solve(y[:3]))  # 3 rows: the general path
+    _assert_matches_sklearn(solver, y[:3], solver.solve(y[:3]))  # 3 rows: host rounds
     assert rows == [20]
 
 

@@ -71,6 +71,14 @@ class ElasticNetConfig:
     the small working-set systems on the host with the compiled homotopy when numba is
     installed (one copy of ``H`` and ``b`` each way per round), instead of with batched
     torch steps on the device (``pace.solver._host``)."""
+    host_rounds_max_rows: int = 16
+    """Outside the CPU row-wise path, with ``host_subproblem``: batches of at most this many
+    rows (decode steps) keep their working sets on the host, which picks the atoms and
+    continues each row's homotopy from round to round, while the device only reads the
+    dictionary: about 7 torch operations and two read-backs per round instead of about 30
+    and five (``pace.solver._host_rounds``, ``bench/solver_rounds.py``). Batches that the fixed
+    schedule takes (``fixed_schedule_min_rows``) never get here. 0 sends every batch
+    through the general path."""
     compiled: bool = True
     """On CPU, run the compiled (numba) kernels when numba is installed: the whole solve
     for rows with a cached Gram, the working-set homotopy otherwise. False (or no numba)
@@ -93,7 +101,7 @@ class ElasticNetConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive integer; got {value!r}")
-        for name in ("gram_max_n", "device_rounds", "device_gram_max_n"):
+        for name in ("gram_max_n", "device_rounds", "device_gram_max_n", "host_rounds_max_rows"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"{name} must be a non-negative integer; got {value!r}")

@@ -33,6 +33,7 @@ from pace.solver._errors import ConvergenceError
 from pace.solver._fixed import FixedSchedule, Systems
 from pace.solver._graphs import GraphedFunction
 from pace.solver._host import solve_on_host
+from pace.solver._host_rounds import solve_host_rounds
 from pace.solver._kkt import unit_rows
 from pace.solver._parallel import solve_gram_rows_threaded
 from pace.solver._screen import LowpAtoms, quantize_rows
@@ -319,6 +320,21 @@ class ElasticNet:
             if rowwise is not None:
                 return rowwise
         sd = self._solve_dtype
+        host = self._host_subproblem
+        if host and bsz <= cfg.host_rounds_max_rows:
+            got = solve_host_rounds(
+                self._compute,
+                y,
+                solve_dtype=sd,
+                l1=cfg.l1,
+                l2=cfg.l2,
+                tol=cfg.tol,
+                margin=self._margin,
+                screen=min(n, cfg.screen(False)),
+                max_rounds=cfg.max_iter,
+            )
+            if got is not None:
+                return SparseCodes(*got)
         y_pass = y.to(self._compute.dtype)
         y_exact = y.to(sd)
         r = (y_pass @ self._compute.T).to(sd)  # the screening pass
@@ -326,7 +342,6 @@ class ElasticNet:
         w = torch.topk(r.abs(), k, dim=1, sorted=False).indices
         valid = torch.ones(bsz, k, dtype=torch.bool, device=self.device)
         c = torch.zeros(bsz, k, dtype=sd, device=self.device)
-        host = self._host_subproblem
         for _ in range(cfg.max_iter):
             h, b, dw = self._system(w, r, y_exact)
             c = self._solve_systems(h, b, c, valid, host)
