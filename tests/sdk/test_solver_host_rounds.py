@@ -108,17 +108,17 @@ def test_larger_batches_and_failed_paths_take_the_general_path(
     _assert_matches_sklearn(small, y, small.solve(y))
     assert spy.calls == 0  # 5 rows > 4
     # A path that fails on the host (status != OK) leaves the batch to the general path.
-    real = _compiled._homotopy
+    real = _compiled.continue_round
     failures = []
 
     def fail_once(*args: Any) -> Any:
-        status, m, order, inv = real(*args)
+        status, *rest = real(*args)
         if not failures:
             failures.append(1)
-            return _compiled.OK + 1, m, order, inv
-        return status, m, order, inv
+            return (_compiled.OK + 1, *rest)
+        return (status, *rest)
 
-    monkeypatch.setattr(_host_rounds._compiled, "_homotopy", fail_once)
+    monkeypatch.setattr(_host_rounds._compiled, "continue_round", fail_once)
     solver = ElasticNet(atoms, config=HOST_ROUNDS)
     c = solver.solve(y)
     assert failures and (spy.calls, spy.answered) == (1, 0)

@@ -35,13 +35,16 @@ __all__ = [
     "AVAILABLE",
     "OK",
     "ROWS_PER_CLAIM",
+    "continue_round",
     "homotopy_ws",
+    "kkt_violators",
     "remove_row_lowp",
     "remove_token_lowp",
     "rows_result",
     "solve_gram_rows",
     "solve_gram_rows_shared",
     "solve_lowp_rows",
+    "top_abs",
 ]
 
 OK = 0
@@ -573,6 +576,96 @@ def homotopy_ws(
         h, b, l1, tol, max_steps, c, 0, np.empty(0, np.int64), np.empty((0, 0))
     )
     return c, status
+
+
+@_jit
+def continue_round(
+    h_old: npt.NDArray[np.float64],
+    b_old: npt.NDArray[np.float64],
+    c_old: npt.NDArray[np.float64],
+    cross: npt.NDArray[Any],
+    k: int,
+    l1: float,
+    l2: float,
+    tol: float,
+    carry_order: npt.NDArray[np.int64],
+    carry_inv: npt.NDArray[np.float64],
+) -> tuple[
+    int,
+    npt.NDArray[np.float64],
+    npt.NDArray[np.float64],
+    npt.NDArray[np.float64],
+    npt.NDArray[np.int64],
+    npt.NDArray[np.float64],
+]:
+    """One round of ``pace.solver._host_rounds`` for one row: grow the system, continue.
+
+    ``h_old``/``b_old``/``c_old`` are the working-set system (ridge on the diagonal) and
+    answer on the first ``k_old`` slots; ``cross`` (k - k_old, at least k + 1) holds the
+    new slots' rows ``D_new [D_W; y]^T`` from the device: the first ``k`` columns against
+    the working set, the last against ``y``. Returns ``(status, h, b, c, order, inv)``: the
+    grown system, its answer (the path continued from ``c_old``, see ``_homotopy``) and
+    the path state for the next round.
+    """
+    k_old = b_old.shape[0]
+    m_new = k - k_old
+    last = cross.shape[1] - 1
+    h = np.empty((k, k))
+    h[:k_old, :k_old] = h_old
+    for i in range(m_new):
+        row = cross[i]
+        for a in range(k_old):
+            x = float(row[a])
+            h[k_old + i, a] = x
+            h[a, k_old + i] = x
+        for a in range(i + 1):  # the two products of a pair may round apart: average
+            x = 0.5 * (float(row[k_old + a]) + float(cross[a, k_old + i]))
+            h[k_old + i, k_old + a] = x
+            h[k_old + a, k_old + i] = x
+        h[k_old + i, k_old + i] += l2
+    b = np.empty(k)
+    c = np.zeros(k)
+    b[:k_old] = b_old
+    c[:k_old] = c_old
+    for i in range(m_new):
+        b[k_old + i] = float(cross[i, last])
+    status, m, order, inv = _homotopy(h, b, l1, tol, 8 * k + 16, c, k_old, carry_order, carry_inv)
+    return status, h, b, c, order[:m].copy(), inv
+
+
+@_jit
+def top_abs(r: npt.NDArray[Any], k: int) -> npt.NDArray[np.int64]:
+    """Indices of the ``k`` entries of ``r`` largest in magnitude (unordered): a screen."""
+    return _top(np.abs(r).astype(np.float64), min(k, r.shape[0]))
+
+
+@_jit
+def kkt_violators(
+    g: npt.NDArray[Any], w: npt.NDArray[np.int64], bound: float, screen: int
+) -> npt.NDArray[np.int64]:
+    """The atoms that join ``w`` after a KKT pass ``g`` (n,): those outside it with
+    ``|g_j| > bound``, the worst first when there are more than ``max(|w|, screen)`` (the
+    working set at most doubles). Empty when the answer is optimal."""
+    n = g.shape[0]
+    score = np.empty(n)
+    for j in range(n):
+        score[j] = abs(float(g[j]))
+    for a in range(w.shape[0]):
+        score[w[a]] = 0.0
+    viol = np.empty(n, np.int64)
+    nv = 0
+    for j in range(n):
+        if score[j] > bound:
+            viol[nv] = j
+            nv += 1
+    take = min(nv, max(w.shape[0], screen))
+    if take == nv:
+        return viol[:nv].copy()
+    picked = _top(score[viol[:nv]], take)
+    out = np.empty(take, np.int64)
+    for a in range(take):
+        out[a] = viol[picked[a]]
+    return out
 
 
 @_jit

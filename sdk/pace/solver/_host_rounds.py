@@ -25,7 +25,6 @@ import numpy.typing as npt
 import torch
 
 from pace.solver import _compiled
-from pace.solver._single import _top
 
 __all__ = ["solve_host_rounds"]
 
@@ -37,7 +36,7 @@ class _Row:
     """One row's working set and the state its path carries into the next round."""
 
     def __init__(self, first: I64) -> None:
-        self.w = first  # atom indices, slots in order; slots >= k_old joined last round
+        self.w = first  # atom indices, by slot; slots >= k_old joined in the last KKT test
         self.k_old = 0
         self.h = np.empty((0, 0))  # H = D_W D_W^T + l2 I on the solved slots
         self.b = np.empty(0)  # D_W y on the solved slots
@@ -50,46 +49,26 @@ class _Row:
     def k(self) -> int:
         return int(self.w.shape[0])
 
-    def grow_system(self, cross: F64, l2: float) -> None:
-        """Add the new slots' rows: ``cross`` (new, k + 1) holds ``D_new [D_W; y]^T``."""
-        k_old, k = self.k_old, self.k
-        h = np.empty((k, k))
-        h[:k_old, :k_old] = self.h
-        new = cross[:, :k]
-        h[k_old:, :] = new
-        h[:k_old, k_old:] = new[:, :k_old].T
-        block = h[k_old:, k_old:]
-        block[...] = 0.5 * (block + block.T)  # the two products of a pair may round apart
-        h[np.arange(k_old, k), np.arange(k_old, k)] += l2
-        self.h = h
-        self.b = np.concatenate([self.b, cross[:, k]])
-        self.c = np.concatenate([self.c, np.zeros(k - k_old)])
-
-    def solve(self, l1: float, tol: float) -> bool:
-        """Continue the path to this round's working-set answer; False if it fails."""
-        status, m, order, inv = _compiled._homotopy(
-            self.h, self.b, l1, tol, 8 * self.k + 16, self.c, self.k_old,
-            self.carry_order, self.carry_inv,
+    def solve(self, cross: npt.NDArray[np.floating], l1: float, l2: float, tol: float) -> bool:
+        """Add the new slots' rows to the system and continue the path to its answer; False
+        if the path fails. ``cross`` holds ``D_new [D_W; y]^T``: a row per new slot, the
+        first ``k`` columns against the working set (then padding), the last against y."""
+        status, self.h, self.b, self.c, self.carry_order, self.carry_inv = (
+            _compiled.continue_round(
+                self.h, self.b, self.c, cross, self.k, l1, l2, tol,
+                self.carry_order, self.carry_inv,
+            )
         )  # fmt: skip
-        if status != _compiled.OK:
-            return False
-        self.carry_order = order[:m].copy()
-        self.carry_inv = inv
         self.k_old = self.k
-        return True
+        return bool(status == _compiled.OK)
 
-    def grow(self, g: F64, bound: float, screen: int) -> None:
+    def grow(self, g: npt.NDArray[np.floating], bound: float, screen: int) -> None:
         """Add the atoms whose KKT test fails (``|g_j| > bound``), at most doubling W."""
-        score = np.abs(g)
-        score[self.w] = 0.0
-        viol = np.flatnonzero(score > bound)
-        if viol.size == 0:
+        join = _compiled.kkt_violators(g, self.w, bound, screen)
+        if join.shape[0] == 0:
             self.done = True
-            return
-        take = min(viol.size, max(self.k, screen))
-        if take < viol.size:
-            viol = viol[np.argpartition(-score[viol], take - 1)[:take]]
-        self.w = np.concatenate([self.w, viol.astype(np.int64)])
+        else:
+            self.w = np.concatenate([self.w, join])
 
 
 def solve_host_rounds(
@@ -119,7 +98,7 @@ def solve_host_rounds(
     y_solve = y.to(solve_dtype)
     host_dtype = np.float64 if solve_dtype == torch.float64 else np.float32
     r = (y.to(atoms.dtype) @ atoms.T).float().cpu().numpy()
-    rows = [_Row(_top(np.abs(ri.astype(np.float64)), min(n, screen))) for ri in r]
+    rows = [_Row(_compiled.top_abs(ri, screen)) for ri in r]
     bound = l1 + tol
     for _ in range(max_rounds):
         open_ = [i for i, row in enumerate(rows) if not row.done]
@@ -134,27 +113,24 @@ def solve_host_rounds(
         gathered = atoms[slots].to(solve_dtype)  # (open rows, kmax + mmax, d)
         full, new = gathered[:, :kmax], gathered[:, kmax:]
         with_y = torch.cat([full, ys.unsqueeze(1)], 1)
-        cross = (new @ with_y.transpose(1, 2)).cpu().numpy().astype(np.float64)
+        cross = (new @ with_y.transpose(1, 2)).cpu().numpy()
         c_pad = np.zeros((len(open_), kmax), host_dtype)
         for a, i in enumerate(open_):
             row = rows[i]
-            m_new, k = row.k - row.k_old, row.k
-            part = np.concatenate([cross[a, :m_new, :k], cross[a, :m_new, kmax:]], 1)
-            row.grow_system(part, l2)
-            if not row.solve(l1, tol):
+            if not row.solve(cross[a, : row.k - row.k_old], l1, l2, tol):
                 return None
-            c_pad[a, :k] = row.c
+            c_pad[a, : row.k] = row.c
         # KKT on every atom: g = D (y - D_W^T c), and the residual for the pass's margin.
         coef = torch.from_numpy(c_pad).to(device)
         res = torch.baddbmm(ys.unsqueeze(1), coef.unsqueeze(1), full, alpha=-1.0).squeeze(1)
         g = res.to(atoms.dtype) @ atoms.T
-        back = torch.cat([g.to(res.dtype), res], 1).cpu().numpy().astype(np.float64)
+        back = torch.cat([g.to(res.dtype), res], 1).cpu().numpy()
         for a, i in enumerate(open_):
             row = rows[i]
             if row.k >= n:
                 row.done = True  # every atom is in the working set
                 continue
-            slack = margin * float(np.linalg.norm(back[a, n:]))
+            slack = margin * float(np.linalg.norm(back[a, n:].astype(np.float64)))
             row.grow(back[a, :n], bound - slack, screen)
     return None
 
