@@ -155,3 +155,21 @@ def test_cuda_host_rounds_match_the_device_rounds(
     torch.testing.assert_close(c, reference, atol=2e-5, rtol=1e-4)
     stored = ours.atoms.float().cpu()
     _assert_matches_sklearn(ElasticNet(stored), y.float().cpu(), c.cpu(), atoms=stored)
+
+
+@pytest.mark.parametrize(("bad", "message"), [(float("nan"), "NaN"), (float("inf"), "infinite")])
+def test_non_finite_y_is_found_by_the_screening_pass(
+    monkeypatch: pytest.MonkeyPatch, bad: float, message: str
+) -> None:
+    # On an accelerator the up-front check of y would cost a wait of its own; the host
+    # rounds see a bad y in the screening pass they read back anyway, and raise the same.
+    spy = _Spy(monkeypatch)
+    atoms = _atoms(100, 16, correlated=True, seed=28)
+    y = _targets(atoms, 3, k=4, noise=0.05, seed=28)
+    y[1, 5] = bad
+    solver = ElasticNet(atoms, config=HOST_ROUNDS)
+    with pytest.raises(ValueError, match=message):
+        solver.solve(y)
+    with pytest.raises(ValueError, match=message):
+        solver.solve_sparse(y[1])
+    assert (spy.calls, spy.answered) == (2, 0)

@@ -33,7 +33,7 @@ from pace.solver._errors import ConvergenceError
 from pace.solver._fixed import FixedSchedule, Systems
 from pace.solver._graphs import GraphedFunction
 from pace.solver._host import solve_on_host
-from pace.solver._host_rounds import solve_host_rounds
+from pace.solver._host_rounds import NonFiniteScreen, solve_host_rounds
 from pace.solver._kkt import unit_rows
 from pace.solver._parallel import solve_gram_rows_threaded
 from pace.solver._screen import LowpAtoms, quantize_rows
@@ -209,7 +209,7 @@ class ElasticNet:
             ValueError: bad shape, dtype, device or non-finite values.
             ConvergenceError: the KKT conditions still fail after ``config.max_iter`` rounds.
         """
-        one = self._check_y(y)
+        one = self._check_y(y, finite=not self._host_rounds_check_finite(y))
         codes = self._solve_codes(y.detach().reshape(-1, self.d), warm_start)
         out = torch.zeros(codes.values.shape[0], self.n, dtype=torch.float32, device=self.device)
         out.scatter_add_(1, codes.indices, codes.values)
@@ -223,7 +223,7 @@ class ElasticNet:
         The support is the slots with nonzero ``values``. For a 1-D ``y`` the result has
         a leading batch dimension of 1.
         """
-        self._check_y(y)
+        self._check_y(y, finite=not self._host_rounds_check_finite(y))
         return self._solve_codes(y.detach().reshape(-1, self.d), warm_start)
 
     @property
@@ -322,17 +322,21 @@ class ElasticNet:
         sd = self._solve_dtype
         host = self._host_subproblem
         if host and bsz <= cfg.host_rounds_max_rows:
-            got = solve_host_rounds(
-                self._compute,
-                y,
-                solve_dtype=sd,
-                l1=cfg.l1,
-                l2=cfg.l2,
-                tol=cfg.tol,
-                margin=self._margin,
-                screen=min(n, cfg.screen(False)),
-                max_rounds=cfg.max_iter,
-            )
+            try:
+                got = solve_host_rounds(
+                    self._compute,
+                    y,
+                    solve_dtype=sd,
+                    l1=cfg.l1,
+                    l2=cfg.l2,
+                    tol=cfg.tol,
+                    margin=self._margin,
+                    screen=min(n, cfg.screen(False)),
+                    max_rounds=cfg.max_iter,
+                )
+            except NonFiniteScreen:
+                self._check_y(y)  # raises where y is not finite (else: the pass overflowed)
+                got = None
             if got is not None:
                 return SparseCodes(*got)
         y_pass = y.to(self._compute.dtype)
@@ -533,6 +537,18 @@ class ElasticNet:
         c = (z.to(self._compute.dtype) @ self._compute.T).float()
         idx = torch.arange(self.n, device=self.device).expand(y.shape[0], -1)
         return SparseCodes(idx, c)
+
+    def _host_rounds_check_finite(self, y: torch.Tensor) -> bool:
+        """Whether ``y`` goes to the host rounds, which see a non-finite ``y`` in their
+        first read-back: then checking it first would cost an accelerator one more wait."""
+        cfg = self._config
+        rows = y.shape[0] if y.ndim == 2 else 1
+        return (
+            self._host_subproblem
+            and not (self.device.type == "cpu" and cfg.cpu_rowwise)
+            and rows <= cfg.host_rounds_max_rows
+            and not (self._graphed is not None and rows >= cfg.fixed_schedule_min_rows)
+        )
 
     def _check_y(self, y: torch.Tensor, *, finite: bool = True) -> bool:
         if not isinstance(y, torch.Tensor):

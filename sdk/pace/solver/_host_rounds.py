@@ -26,10 +26,15 @@ import torch
 
 from pace.solver import _compiled
 
-__all__ = ["solve_host_rounds"]
+__all__ = ["NonFiniteScreen", "solve_host_rounds"]
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
+
+
+class NonFiniteScreen(ValueError):
+    """The screening pass came back with a NaN or an infinity: ``y`` is not finite (or, in
+    half precision, so large that the pass overflowed). The caller tells the two apart."""
 
 
 class _Row:
@@ -92,12 +97,17 @@ def solve_host_rounds(
     Returns ``(indices, values)``, (b, k) on the atoms' device: each row's support, padded
     with its first index (or 0) and value 0. None when a row's path fails or it needs
     more than ``max_rounds`` rounds (the caller takes its general path).
+
+    Raises:
+        NonFiniteScreen: the screening pass has a NaN or an infinity (nothing is solved).
     """
     device = atoms.device
     n = atoms.shape[0]
     y_solve = y.to(solve_dtype)
     host_dtype = np.float64 if solve_dtype == torch.float64 else np.float32
     r = (y.to(atoms.dtype) @ atoms.T).float().cpu().numpy()
+    if not np.isfinite(r).all():
+        raise NonFiniteScreen("the screening pass is not finite")
     rows = [_Row(_compiled.top_abs(ri, screen)) for ri in r]
     bound = l1 + tol
     for _ in range(max_rounds):
