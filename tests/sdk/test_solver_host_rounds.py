@@ -89,6 +89,8 @@ def test_sparse_codes_layout() -> None:
     y = torch.cat([_targets(atoms, 2, k=6, noise=0.05, seed=24), torch.zeros(1, 64)])
     solver = ElasticNet(atoms, config=HOST_ROUNDS)
     idx, val = solver.solve_sparse(y)
+    on_host = solver.solve_sparse(y, on_host=True)
+    assert torch.equal(on_host.indices, idx) and torch.equal(on_host.values, val)
     assert idx.dtype == torch.int64 and val.dtype == torch.float32 and idx.shape == val.shape
     assert bool((val[2] == 0).all())  # y = 0: c = 0
     for i in range(2):
@@ -155,6 +157,10 @@ def test_cuda_host_rounds_match_the_device_rounds(
     torch.testing.assert_close(c, reference, atol=2e-5, rtol=1e-4)
     stored = ours.atoms.float().cpu()
     _assert_matches_sklearn(ElasticNet(stored), y.float().cpu(), c.cpu(), atoms=stored)
+    idx, val = ours.solve_sparse(y)
+    host_idx, host_val = ours.solve_sparse(y, on_host=True)  # never uploaded
+    assert host_idx.device.type == "cpu" and host_val.device.type == "cpu"
+    assert torch.equal(host_idx, idx.cpu()) and torch.equal(host_val, val.cpu())
 
 
 @pytest.mark.parametrize(("bad", "message"), [(float("nan"), "NaN"), (float("inf"), "infinite")])

@@ -117,3 +117,31 @@ def test_token_shortcut_declines_what_it_does_not_handle(case: str) -> None:
     out = hidden if new is None else new
     tol = 1e-2 if case == "bf16" else 1e-4
     torch.testing.assert_close(out.float().reshape(1, -1), want, atol=tol, rtol=tol)
+
+
+def test_accelerator_edit_run_on_the_cpu_equals_the_cpu_edit() -> None:
+    # The branch a GPU takes (codes from the solver's host rounds, the removed
+    # coefficients summed on the host, one upload), run here on CPU tensors with the
+    # solver configured as on an accelerator.
+    from pace.solver import ElasticNet, ElasticNetConfig
+
+    atoms, undesirable = _dictionary()
+    cpu = PaCE().prepare(atoms, undesirable)
+    accel = PaCE().prepare(atoms, undesirable)
+    accel._cpu = False  # type: ignore[attr-defined]
+    solver = accel._solver  # type: ignore[attr-defined]
+    accel._solver = ElasticNet(solver.atoms, config=ElasticNetConfig(cpu_rowwise=False))  # type: ignore[attr-defined]
+    rows = _rows(atoms, 6)
+    edited = 0
+    for z in (rows, rows[:1], rows[3:4]):
+        got, c_got = accel(z)
+        want, c_want = cpu(z)
+        assert c_got is not None and c_want is not None
+        assert torch.equal(c_got != 0, c_want != 0)
+        torch.testing.assert_close(c_got, c_want, atol=2e-5, rtol=1e-4)
+        torch.testing.assert_close(got, want, atol=1e-3, rtol=1e-4)
+        if bool(c_got.any()):
+            edited += 1
+        else:
+            assert got is z
+    assert edited > 0

@@ -216,15 +216,19 @@ class ElasticNet:
         return out[0] if one else out
 
     def solve_sparse(
-        self, y: torch.Tensor, *, warm_start: SparseCodes | None = None
+        self, y: torch.Tensor, *, warm_start: SparseCodes | None = None, on_host: bool = False
     ) -> SparseCodes:
         """Like ``solve`` but return each row's working set and its coefficients.
 
         The support is the slots with nonzero ``values``. For a 1-D ``y`` the result has
-        a leading batch dimension of 1.
+        a leading batch dimension of 1. With ``on_host`` the codes come back as CPU
+        tensors, for a caller that reads them there: small batches on an accelerator are
+        solved with their rounds on the host (``ElasticNetConfig.host_rounds_max_rows``),
+        and then they never travel to the device and back.
         """
         self._check_y(y, finite=not self._host_rounds_check_finite(y))
-        return self._solve_codes(y.detach().reshape(-1, self.d), warm_start)
+        codes = self._solve_codes(y.detach().reshape(-1, self.d), warm_start, on_host)
+        return SparseCodes(codes.indices.cpu(), codes.values.cpu()) if on_host else codes
 
     @property
     def device_schedule(self) -> FixedSchedule | None:
@@ -291,7 +295,9 @@ class ElasticNet:
         redo_idx, redo_val = _widen(redo.indices, redo.values, width)
         return SparseCodes(idx.index_copy(0, bad, redo_idx), val.index_copy(0, bad, redo_val))
 
-    def _solve_codes(self, y: torch.Tensor, warm_start: SparseCodes | None = None) -> SparseCodes:
+    def _solve_codes(
+        self, y: torch.Tensor, warm_start: SparseCodes | None = None, on_host: bool = False
+    ) -> SparseCodes:
         self._check_warm_start(warm_start, y.shape[0])
         if self._kernel_args is not None and y.shape[0] > 0:
             # The CPU hot path: no autograd context needed (y is detached, D has no grad).
@@ -304,10 +310,13 @@ class ElasticNet:
             and warm_start is None
         ):
             return self._solve_fixed(y)
-        return self._solve_general(y, warm_start)
+        return self._solve_general(y, warm_start, on_host)
 
     @torch.no_grad()
-    def _solve_general(self, y: torch.Tensor, warm_start: SparseCodes | None) -> SparseCodes:
+    def _solve_general(
+        self, y: torch.Tensor, warm_start: SparseCodes | None, on_host: bool = False
+    ) -> SparseCodes:
+        """The general path; with ``on_host`` the host rounds leave their codes there."""
         cfg = self._config
         bsz, n = y.shape[0], self.n
         if bsz == 0:
@@ -333,6 +342,7 @@ class ElasticNet:
                     margin=self._margin,
                     screen=min(n, cfg.screen(False)),
                     max_rounds=cfg.max_iter,
+                    out_device=torch.device("cpu") if on_host else self.device,
                 )
             except NonFiniteScreen:
                 self._check_y(y)  # raises where y is not finite (else: the pass overflowed)

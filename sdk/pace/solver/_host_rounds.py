@@ -87,6 +87,7 @@ def solve_host_rounds(
     margin: float,
     screen: int,
     max_rounds: int,
+    out_device: torch.device | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor] | None:
     """Solve every row of ``y`` (b, d) exactly over unit ``atoms`` (n, d), on their device.
 
@@ -94,7 +95,8 @@ def solve_host_rounds(
     residuals carry a rounding error of at most ``margin`` times the vector's norm. The
     working-set systems are its rows' products in ``solve_dtype``.
 
-    Returns ``(indices, values)``, (b, k) on the atoms' device: each row's support, padded
+    Returns ``(indices, values)``, (b, k) on ``out_device`` (default: the atoms' device,
+    where the host rounds upload them): each row's support, padded
     with its first index (or 0) and value 0. None when a row's path fails or it needs
     more than ``max_rounds`` rounds (the caller takes its general path).
 
@@ -113,7 +115,7 @@ def solve_host_rounds(
     for _ in range(max_rounds):
         open_ = [i for i, row in enumerate(rows) if not row.done]
         if not open_:
-            return _codes(rows, device)
+            return _codes(rows, device if out_device is None else out_device)
         ys = y_solve if len(open_) == len(rows) else y_solve[torch.tensor(open_, device=device)]
         # The new slots' rows of H and b: one gather, one product, one read-back.
         w_pad = _padded([rows[i].w for i in open_])

@@ -82,8 +82,8 @@ class _PaCEEdit:
         # it cost more than the arithmetic (about 0.7 ms per layer in generation, where
         # the model's forward has left every cache cold).
         self._cpu = undesirable.device.type == "cpu"
+        self._pos_np = pos.cpu().numpy()
         if self._cpu:
-            self._pos_np = pos.numpy()
             self._d_u_np = d_u.detach().numpy()  # for the fused decode kernel
         # A decode step on the CPU: one compiled call normalises, solves and removes.
         self._fused: tuple[Any, ...] | None = None
@@ -143,15 +143,26 @@ class _PaCEEdit:
             return self._edit_cpu(z)
         zf = z.float()
         norm = zf.norm(dim=1, keepdim=True)
-        # Sparse codes: each row's working set (a few dozen atoms) and its coefficients.
-        idx, val = self._solve(zf / norm.clamp_min(_TINY))
-        c_u = self._removal(idx, val)
+        # Sparse codes on the host: small batches (decode steps) are solved with their
+        # rounds there, so the codes need no upload, and the removed coefficients are
+        # summed there too, which also tells whether anything is removed without a wait.
+        idx, val = self._solver.solve_sparse(zf / norm.clamp_min(_TINY), on_host=True)
+        c_u_np = self._removal_np(idx.numpy(), val.numpy())
+        c_u = torch.from_numpy(c_u_np).to(z.device)
         # Fast path: the solution is sparse and most tokens activate no undesirable atom;
         # then z' == z exactly and the layer's output tensor is passed on untouched.
-        if not bool(c_u.any()):
+        if not c_u_np.any():
             return z, c_u
         edited = torch.addmm(zf, norm * c_u, self._d_u, alpha=-1.0)
         return edited.to(z.dtype), c_u
+
+    def _removal_np(self, idx: np.ndarray, val: np.ndarray) -> np.ndarray:
+        """``_removal`` on host codes: (m, n_u) float32 coefficients of the undesirable atoms."""
+        pos = self._pos_np[idx]
+        on = (pos >= 0) & (val != 0)
+        c_u = np.zeros((idx.shape[0], self._n_u), np.float32)
+        np.add.at(c_u, (np.nonzero(on)[0], pos[on]), val[on])
+        return c_u
 
     def edit_token(
         self, hidden: Tensor, want_coef: bool
@@ -199,13 +210,9 @@ class _PaCEEdit:
             # solves what the kernel could not certify.
         norm = np.linalg.norm(zf, axis=1, keepdims=True)
         idx, val = self._solve(torch.from_numpy(zf / np.maximum(norm, np.float32(_TINY))))
-        idx_np, val_np = idx.numpy(), val.numpy()
-        pos = self._pos_np[idx_np]
-        on = (pos >= 0) & (val_np != 0)
-        c_u = np.zeros((zf.shape[0], self._n_u), np.float32)
-        if not on.any():  # z' == z exactly: the layer's output is passed on untouched
+        c_u = self._removal_np(idx.numpy(), val.numpy())
+        if not c_u.any():  # z' == z exactly: the layer's output is passed on untouched
             return z, torch.from_numpy(c_u)
-        np.add.at(c_u, (np.nonzero(on)[0], pos[on]), val_np[on])
         # The product runs in torch, on the model's own OpenMP threads. A NumPy matmul
         # would wake OpenBLAS's thread pool, whose workers then busy-wait for a while on
         # the cores that torch's threads need: the model's next layers ran 3-4x slower.
