@@ -14,7 +14,8 @@ dictionary on all 32 layers, batch 1. Target: PaCE <= 1.15x vanilla.
 
 Each configuration is timed ``--repeats`` times, interleaved (vanilla, NoOp, PaCE, ...),
 and the median is reported; NoOp measures the hooks alone. Ratios are against the
-vanilla run of the same process.
+vanilla run of the same process: ``x vanilla`` divides the medians, ``paired`` is the
+median over the repeats of each run divided by the vanilla run of its own repeat.
 """
 
 from __future__ import annotations
@@ -251,11 +252,15 @@ def run(model: Any, enc: dict[str, Tensor], atoms: dict[int, Tensor], undesirabl
     edited = (coef != 0).any(dim=-1).float().mean().item()
     base = statistics.median(times["vanilla"])
     print(f"attach (cast + solver setup, {len(atoms)} layers): {attach_s:.2f} s")
-    print(f"{'config':32} {'ms/token (median)':>18} {'runs':>30} {'x vanilla':>10}")
+    print(f"{'config':32} {'ms/token (median)':>18} {'runs':>30} {'x vanilla':>10} "
+          f"{'paired':>7}")  # fmt: skip
     for name, ts in times.items():
         med = statistics.median(ts)
         runs = " ".join(f"{t:.1f}" for t in ts)
-        print(f"{name:32} {med:18.2f} {runs:>30} {med / base:10.3f}")
+        # Each repeat against the vanilla run of the same repeat: less exposed to a host whose
+        # speed drifts over the minutes of the whole run than the ratio of the medians.
+        paired = statistics.median(t / v for t, v in zip(ts, times["vanilla"], strict=True))
+        print(f"{name:32} {med:18.2f} {runs:>30} {med / base:10.3f} {paired:7.3f}")
     same = torch.equal(outputs["NoOp (hooks only)"], outputs["vanilla"])
     differs = not torch.equal(outputs["PaCE (alpha 0.05, tau 0.95)"], outputs["vanilla"])
     print(f"NoOp output == vanilla: {same}; PaCE output differs: {differs}")
