@@ -181,18 +181,28 @@ def test_host_systems_fall_back_to_torch_where_the_compiled_path_gives_up(
     assert len(calls) >= 4  # every row went to the host at least once
 
 
-@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_low_precision_passes_stay_exact(dtype: torch.dtype) -> None:
-    # What CUDA does: screening and KKT passes over D in the atoms' half precision, with
-    # a rounding margin, and the working set in fp32. Emulated on the CPU by pointing the
-    # solver's pass matrix at the stored half-precision atoms.
+def half_precision_passes(
+    dtype: torch.dtype, rows: int, seed: int, **config: int
+) -> tuple[ElasticNet, torch.Tensor]:
+    """What CUDA does, emulated on the CPU: a solver whose screening and KKT passes run over
+    the stored half-precision atoms, with the rounding margin (the working set in fp32);
+    and ``rows`` targets for it."""
     from pace.solver._elastic_net import _PASS_MARGIN
 
-    atoms = _atoms(300, 64, correlated=True, seed=14).to(dtype)
-    y = _targets(atoms.float(), 4, k=8, noise=0.05, seed=14)
-    solver = ElasticNet(atoms, config=ElasticNetConfig(cpu_rowwise=False, gram_max_n=0))
+    atoms = _atoms(300, 64, correlated=True, seed=seed).to(dtype)
+    y = _targets(atoms.float(), rows, k=8, noise=0.05, seed=seed)
+    cfg = ElasticNetConfig(cpu_rowwise=False, gram_max_n=0, **config)
+    solver = ElasticNet(atoms, config=cfg)
     solver._compute = solver.atoms
     solver._margin = _PASS_MARGIN[dtype]
+    return solver, y
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_low_precision_passes_stay_exact(dtype: torch.dtype) -> None:
+    # The rounds on the device (host_rounds_max_rows=0): test_solver_host_rounds has the
+    # same check for the rounds on the host.
+    solver, y = half_precision_passes(dtype, 4, 14, host_rounds_max_rows=0)
     c = solver.solve(y)
     assert float(kkt_violation(solver.atoms, y, c, alpha=0.05, tau=0.95).max()) <= 1e-5
     _assert_matches_sklearn(solver, y, c)

@@ -11,10 +11,15 @@ from typing import Any
 
 import pytest
 import torch
-from test_solver import SUPPORT_EPS, _assert_matches_sklearn, _atoms, _targets
+from test_solver import (
+    SUPPORT_EPS,
+    _assert_matches_sklearn,
+    _atoms,
+    _targets,
+    half_precision_passes,
+)
 
 from pace.solver import ElasticNet, ElasticNetConfig, _compiled, _host_rounds, kkt_violation
-from pace.solver._elastic_net import _PASS_MARGIN
 
 pytestmark = pytest.mark.skipif(not _compiled.AVAILABLE, reason="numba is not installed")
 
@@ -60,11 +65,7 @@ def test_low_precision_passes_stay_exact(
     # A GPU's passes: the screening and KKT products in the atoms' half precision, with
     # the rounding margin; the working-set rows in fp32.
     spy = _Spy(monkeypatch)
-    atoms = _atoms(300, 64, correlated=True, seed=22).to(dtype)
-    y = _targets(atoms.float(), 3, k=8, noise=0.05, seed=22)
-    solver = ElasticNet(atoms, config=ElasticNetConfig(cpu_rowwise=False, gram_max_n=0))
-    solver._compute = solver.atoms
-    solver._margin = _PASS_MARGIN[dtype]
+    solver, y = half_precision_passes(dtype, 3, 22)
     c = solver.solve(y)
     assert spy.answered == 1
     assert float(kkt_violation(solver.atoms, y, c, alpha=0.05, tau=0.95).max()) <= 1e-5

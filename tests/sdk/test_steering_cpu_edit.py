@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 
@@ -27,26 +29,33 @@ def _rows(atoms: torch.Tensor, count: int) -> torch.Tensor:
     return 40.0 * (mix + 0.3 * torch.randn(mix.shape, generator=g))
 
 
+def _same_edit(
+    edit: Any, reference: Any, z: torch.Tensor, atol: float, rtol: float, out_atol: float
+) -> bool:
+    """``edit(z)`` equals ``reference(z)``: coefficients to ``atol``/``rtol``, the edited rows
+    to ``out_atol``. True if it removed anything (then z changed; else z is passed on)."""
+    got, c_got = edit(z)
+    want, c_want = reference(z)
+    assert c_got is not None and c_want is not None
+    assert torch.equal(c_got != 0, c_want != 0)
+    torch.testing.assert_close(c_got, c_want, atol=atol, rtol=rtol)
+    torch.testing.assert_close(got, want, atol=out_atol, rtol=rtol)
+    if not bool(c_got.any()):
+        assert got is z
+        return False
+    assert not torch.equal(got, z)
+    return True
+
+
 def test_fused_row_edit_equals_the_general_path() -> None:
     atoms, undesirable = _dictionary()
     fused = PaCE().prepare(atoms, undesirable)
     general = PaCE().prepare(atoms, undesirable)
     assert getattr(fused, "_fused", None) is not None  # the fused kernel applies here
     general._fused = None  # type: ignore[attr-defined]
-    edited_rows = 0
-    for z in _rows(atoms, 12):
-        z = z[None]
-        got, c_got = fused(z)
-        want, c_want = general(z)
-        assert c_got is not None and c_want is not None
-        assert torch.equal(c_got != 0, c_want != 0)
-        torch.testing.assert_close(c_got, c_want, atol=2e-6, rtol=1e-5)
-        torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-5)
-        if bool(c_got.any()):
-            edited_rows += 1
-            assert not torch.equal(got, z)
-        else:
-            assert got is z  # untouched rows are passed on as they are
+    edited_rows = sum(
+        _same_edit(fused, general, z[None], 2e-6, 1e-5, out_atol=1e-4) for z in _rows(atoms, 12)
+    )
     assert 0 < edited_rows < 12  # both branches ran
 
 
@@ -132,16 +141,5 @@ def test_accelerator_edit_run_on_the_cpu_equals_the_cpu_edit() -> None:
     solver = accel._solver  # type: ignore[attr-defined]
     accel._solver = ElasticNet(solver.atoms, config=ElasticNetConfig(cpu_rowwise=False))  # type: ignore[attr-defined]
     rows = _rows(atoms, 6)
-    edited = 0
-    for z in (rows, rows[:1], rows[3:4]):
-        got, c_got = accel(z)
-        want, c_want = cpu(z)
-        assert c_got is not None and c_want is not None
-        assert torch.equal(c_got != 0, c_want != 0)
-        torch.testing.assert_close(c_got, c_want, atol=2e-5, rtol=1e-4)
-        torch.testing.assert_close(got, want, atol=1e-3, rtol=1e-4)
-        if bool(c_got.any()):
-            edited += 1
-        else:
-            assert got is z
-    assert edited > 0
+    edited = [_same_edit(accel, cpu, z, 2e-5, 1e-4, out_atol=1e-3) for z in (rows, rows[3:4])]
+    assert any(edited)
