@@ -115,6 +115,10 @@ def _atomic_fetch_add() -> Any:
 _fetch_add: Any = _atomic_fetch_add()
 
 
+_V_REFRESH = 16
+"""Events between two fresh computations of the path direction ``v`` in ``_homotopy``."""
+
+
 @_jit
 def _homotopy(
     h: npt.NDArray[np.float64],
@@ -220,14 +224,19 @@ def _homotopy(
     lam = lam0
     eps = 1e-10 * lam0
     ninf = -np.inf
+    fresh = 0  # events since v was last computed from the inverse
     for _ in range(max_steps):
-        for a in range(m):
-            u[a] = sg[a] if order[a] >= fixed else 0.0
-        for i in range(m):
-            sv = 0.0
+        if fresh % _V_REFRESH == 0:
+            # Otherwise v follows each join and leave in O(m) (below); refreshed now and
+            # then, as the updates add rounding (the end point is checked either way).
             for a in range(m):
-                sv += inv[i, a] * u[a]
-            v[i] = sv
+                u[a] = sg[a] if order[a] >= fixed else 0.0
+            for i in range(m):
+                sv = 0.0
+                for a in range(m):
+                    sv += inv[i, a] * u[a]
+                v[i] = sv
+        fresh += 1
         for j in range(k):
             f[j] = 0.0
         for i in range(m):
@@ -305,6 +314,10 @@ def _homotopy(
             piv = inv[il, il]
             for i in range(m):
                 z[i] = inv[i, il]
+            # v = inv u loses slot il: v - z (z^T u) / piv, and z^T u = v[il].
+            vil = v[il] / piv
+            for i in range(m):
+                v[i] -= z[i] * vil
             for i in range(m):
                 zi = z[i] / piv
                 for a in range(m):
@@ -319,6 +332,8 @@ def _homotopy(
                 order[il] = order[last]
                 sg[il] = sg[last]
                 cur[il] = cur[last]
+                u[il] = u[last]
+                v[il] = v[last]
             m = last
         else:
             if not _border(h, inv, order, m, jj, z):
@@ -327,7 +342,16 @@ def _homotopy(
             sg[m] = jsign
             cur[m] = 0.0
             free[jj] = False
+            # v = inv u gains slot jj: with z = inv_old h_A,jj (from _border), v += the
+            # new column of the inverse times (u_jj - z^T u).
+            u[m] = jsign if jj >= fixed else 0.0
+            gamma = u[m]
+            for i in range(m):
+                gamma -= z[i] * u[i]
+            v[m] = 0.0
             m += 1
+            for i in range(m):
+                v[i] += inv[i, m - 1] * gamma
     return _STEPS, 0, order, inv
 
 
