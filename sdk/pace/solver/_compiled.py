@@ -224,9 +224,8 @@ def _homotopy(
     lam = lam0
     eps = 1e-10 * lam0
     ninf = -np.inf
-    fresh = 0  # events since v was last computed from the inverse
-    for _ in range(max_steps):
-        if fresh % _V_REFRESH == 0:
+    for event in range(max_steps):
+        if event % _V_REFRESH == 0:
             # Otherwise v follows each join and leave in O(m) (below); refreshed now and
             # then, as the updates add rounding (the end point is checked either way).
             for a in range(m):
@@ -236,7 +235,6 @@ def _homotopy(
                 for a in range(m):
                     sv += inv[i, a] * u[a]
                 v[i] = sv
-        fresh += 1
         for j in range(k):
             f[j] = 0.0
         for i in range(m):
@@ -910,6 +908,25 @@ def _solve_row(
             for j in range(n):
                 g[j] = r64[j]
             a = 0
+            while a + 8 <= na:  # eight Gram rows per pass over g
+                c0, c1, c2, c3 = c[act[a]], c[act[a + 1]], c[act[a + 2]], c[act[a + 3]]
+                c4, c5, c6, c7 = c[act[a + 4]], c[act[a + 5]], c[act[a + 6]], c[act[a + 7]]
+                g0, g1 = gram[w[act[a]]], gram[w[act[a + 1]]]
+                g2, g3 = gram[w[act[a + 2]]], gram[w[act[a + 3]]]
+                g4, g5 = gram[w[act[a + 4]]], gram[w[act[a + 5]]]
+                g6, g7 = gram[w[act[a + 6]]], gram[w[act[a + 7]]]
+                for j in range(n):
+                    g[j] -= (
+                        c0 * float(g0[j])
+                        + c1 * float(g1[j])
+                        + c2 * float(g2[j])
+                        + c3 * float(g3[j])
+                        + c4 * float(g4[j])
+                        + c5 * float(g5[j])
+                        + c6 * float(g6[j])
+                        + c7 * float(g7[j])
+                    )
+                a += 8
             while a + 4 <= na:  # four Gram rows per pass over g
                 c0, c1, c2, c3 = c[act[a]], c[act[a + 1]], c[act[a + 2]], c[act[a + 3]]
                 g0, g1 = gram[w[act[a]]], gram[w[act[a + 1]]]
