@@ -237,11 +237,19 @@ def _homotopy(
                 v[i] = sv
         for j in range(k):
             f[j] = 0.0
-        for i in range(m):
+        i = 0
+        while i + 4 <= m:  # four rows of h per pass over f: fewer loads and stores of f
+            r0, r1, r2, r3 = h[order[i]], h[order[i + 1]], h[order[i + 2]], h[order[i + 3]]
+            v0, v1, v2, v3 = v[i], v[i + 1], v[i + 2], v[i + 3]
+            for j in range(k):
+                f[j] += v0 * r0[j] + v1 * r1[j] + v2 * r2[j] + v3 * r3[j]
+            i += 4
+        while i < m:
             row = h[order[i]]
             vi = v[i]
             for j in range(k):
                 f[j] += vi * row[j]
+            i += 1
         lim = lam - eps
         best_leave = ninf
         il = -1
