@@ -16,6 +16,11 @@ thread), and the ratio B/A per repeat.
 ``--screen-a`` / ``--screen-b`` give each side its own first working set (the solver's
 ``screen_size``); with the same file twice they compare sizes, e.g. ``--screen-a 16
 --screen-b 8``.
+
+15 MB evicts the caches a call uses for itself, but not a 105 MB L3 like this machine's:
+the dictionary and Gram rows the other side just read may still be there, while in
+generation the whole model streams between two calls of a layer. ``--evict-mb 200``
+makes every call cold in DRAM too (slower: about 20 ms per call).
 """
 
 from __future__ import annotations
@@ -50,7 +55,7 @@ def _load(path: str, name: str, workdir: str) -> ModuleType:
 class _Replay:
     """The captured inputs of one dictionary (``raw`` or ``cen``) and the solvers' arrays."""
 
-    def __init__(self, path: str, atoms: str) -> None:
+    def __init__(self, path: str, atoms: str, evict_mb: int = 15) -> None:
         if not os.path.exists(path):
             sys.path.insert(0, os.path.dirname(__file__))
             from steering_solver_replay import capture
@@ -72,11 +77,12 @@ class _Replay:
         for li, s in enumerate(self.solvers):
             y = d["ys"][li][0].float()
             self.prefill.append((y / y.norm(dim=1, keepdim=True) @ s.atoms.T).numpy())
-        self._junk = np.ones(600 * 2**20 // 8)
+        self._evict = evict_mb * 2**20 // 8
+        self._junk = np.ones(max(600, 3 * evict_mb) * 2**20 // 8)
         self._at = 0
 
     def evict(self) -> None:
-        n = 15 * 2**20 // 8
+        n = self._evict
         start = self._at
         self._at = (start + n) % (self._junk.size - n)
         self._junk[start : start + n].sum()
@@ -116,9 +122,10 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--screen-a", type=int, default=None, help="A's first working set")
     p.add_argument("--screen-b", type=int, default=None, help="B's first working set")
+    p.add_argument("--evict-mb", type=int, default=15, help="MB streamed before each call")
     args = p.parse_args()
     torch.set_num_threads(1)
-    replay = _Replay(args.inputs, args.atoms)
+    replay = _Replay(args.inputs, args.atoms, args.evict_mb)
     with tempfile.TemporaryDirectory() as workdir:
         kernels = {name: _load(path, f"kernels_{name.lower()}", workdir)
                    for name, path in (("A", args.a), ("B", args.b))}  # fmt: skip

@@ -4,8 +4,8 @@ It instruments a copy of ``pace/solver/_compiled.py``: a cycle counter (LLVM's
 ``readcyclecounter``) read around each phase of ``remove_row_lowp``, with the counts added
 into an array that the copy's functions pass along. It then runs every decode edit of a
 real generation through that copy. The inputs are those ``bench/steering_solver_replay.py``
-captures, the same as ``bench/solver_kernel_ab.py`` uses. As there, a 15 MB buffer is
-streamed before each call, so each call starts cold, as in generation. Printed: the
+captures, the same as ``bench/solver_kernel_ab.py`` uses. As there, a buffer is streamed
+before each call (``--evict-mb``, 15 MB by default), so each call starts cold. Printed: the
 microseconds per call of each phase, for a few layers and for all of them, with each
 phase's share. Also per call: homotopy events, Gram rows read by the KKT products, and
 exact correlations computed.
@@ -82,8 +82,8 @@ EDITS = [
     ("    carry_inv: npt.NDArray[np.float64],\n) -> tuple[int, int, npt.NDArray[np.int64],",
      "    carry_inv: npt.NDArray[np.float64],\n    stats: npt.NDArray[np.int64],\n"
      ") -> tuple[int, int, npt.NDArray[np.int64],"),
-    ("    for _ in range(max_steps):\n        for a in range(m):",
-     f"    for _ in range(max_steps):\n        stats[{EVENTS}] += 1\n        for a in range(m):"),
+    ("    for event in range(max_steps):\n",
+     f"    for event in range(max_steps):\n        stats[{EVENTS}] += 1\n"),
     ("c, 0, np.empty(0, np.int64), np.empty((0, 0))\n    )",
      f"c, 0, np.empty(0, np.int64), np.empty((0, 0)), {NEW}\n    )"),
     ("c, k_old, carry_order, carry_inv)\n", f"c, k_old, carry_order, carry_inv, {NEW})\n"),
@@ -155,9 +155,10 @@ def main() -> None:
     p.add_argument("--inputs", default="/tmp/replay.pt", help="captured solver inputs")
     p.add_argument("--atoms", choices=["cen", "raw"], default="cen")
     p.add_argument("--layers", type=int, nargs="*", default=[0, 5, 10, 15, 20, 28, 29])
+    p.add_argument("--evict-mb", type=int, default=15, help="MB streamed before each call")
     args = p.parse_args()
     torch.set_num_threads(1)
-    replay = _Replay(args.inputs, args.atoms)
+    replay = _Replay(args.inputs, args.atoms, args.evict_mb)
     with tempfile.TemporaryDirectory() as workdir:
         copy = Path(workdir) / "source.py"
         copy.write_text(instrumented(SOURCE.read_text()))
@@ -179,7 +180,7 @@ def main() -> None:
         for _ in range(200):
             call(0, z0, stats)
         per_us = stats[24] / ((time.perf_counter() - t0) * 1e6)
-        print(f"{per_us:.0f} cycles per microsecond; cold calls (15 MB streamed before each)")
+        print(f"{per_us:.0f} cycles per microsecond; {args.evict_mb} MB streamed before each call")
         print("layer " + " ".join(f"{v:>11}" for v in PHASES.values()) + "   us per call")
         total = np.zeros(32, np.int64)
         calls = 0
