@@ -688,14 +688,20 @@ def kkt_violators(
         if score[j] > bound:
             viol[nv] = j
             nv += 1
-    take = min(nv, max(w.shape[0], screen))
-    if take == nv:
-        return viol[:nv].copy()
-    picked = _top(score[viol[:nv]], take)
-    out = np.empty(take, np.int64)
-    for a in range(take):
-        out[a] = viol[picked[a]]
-    return out
+    return _worst(viol[:nv].copy(), score, w.shape[0], screen)
+
+
+@_jit
+def _worst(
+    viol: npt.NDArray[np.int64], score: npt.NDArray[np.float64], k: int, screen: int
+) -> npt.NDArray[np.int64]:
+    """The violators that join a working set of ``k`` atoms: all of ``viol``, or its
+    ``max(k, screen)`` worst by ``score`` where there are more (the set at most doubles
+    per round, or grows to the first screen's size)."""
+    grow = min(viol.shape[0], max(k, screen))
+    if grow == viol.shape[0]:
+        return viol
+    return viol[_top(score[viol], grow)]
 
 
 @_jit
@@ -998,12 +1004,8 @@ def _solve_row(
                     out_val[nnz] = c[i]
                     nnz += 1
             return OK, nnz
-        # Grow by the worst violators, at most doubling the working set per round.
-        grow = min(nviol, max(k, screen))
-        chosen = viol[:nviol]
-        if grow < nviol:
-            chosen = chosen[_top(score[chosen], grow)]
-        for p in range(grow):
+        chosen = _worst(viol[:nviol], score, k, screen)
+        for p in range(chosen.shape[0]):
             j = chosen[p]
             in_w[j] = True
             w[k] = j

@@ -330,7 +330,7 @@ class ElasticNet:
                 return rowwise
         sd = self._solve_dtype
         host = self._host_subproblem
-        if host and bsz <= cfg.host_rounds_max_rows:
+        if self._host_rounds_fit(bsz):
             try:
                 got = solve_host_rounds(
                     self._compute,
@@ -548,15 +548,19 @@ class ElasticNet:
         idx = torch.arange(self.n, device=self.device).expand(y.shape[0], -1)
         return SparseCodes(idx, c)
 
+    def _host_rounds_fit(self, rows: int) -> bool:
+        """Whether the general path gives a batch of ``rows`` to the host rounds."""
+        return self._host_subproblem and rows <= self._config.host_rounds_max_rows
+
     def _host_rounds_check_finite(self, y: torch.Tensor) -> bool:
         """Whether ``y`` goes to the host rounds, which see a non-finite ``y`` in their
-        first read-back: then checking it first would cost an accelerator one more wait."""
+        first read-back: then checking it first would cost an accelerator one more wait.
+        (Neither the CPU row-wise path nor the fixed schedule hands it to the general path.)"""
         cfg = self._config
         rows = y.shape[0] if y.ndim == 2 else 1
         return (
-            self._host_subproblem
+            self._host_rounds_fit(rows)
             and not (self.device.type == "cpu" and cfg.cpu_rowwise)
-            and rows <= cfg.host_rounds_max_rows
             and not (self._graphed is not None and rows >= cfg.fixed_schedule_min_rows)
         )
 

@@ -28,7 +28,6 @@ from pace.solver import _compiled
 
 __all__ = ["NonFiniteScreen", "solve_host_rounds"]
 
-F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 
 
