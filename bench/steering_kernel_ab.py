@@ -82,7 +82,7 @@ def _huge_kernel_args(handle: Any, cache: dict[int, tuple[Any, ...]]) -> None:
     for edit in handle._edits:
         inner = getattr(getattr(edit, "edit_token", None), "__self__", None)
         fused = getattr(inner, "_fused", None)
-        if fused is None:
+        if inner is None or fused is None:
             continue
         key = hash(fused[0].tobytes())  # the int8 atoms identify the layer across repeats
         if key not in cache:
