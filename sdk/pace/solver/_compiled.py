@@ -20,7 +20,8 @@ A kernel never guesses: any numerical trouble (a singular system, a path that fa
 end-point check, too many steps or rounds) is reported, and the caller then takes the
 NumPy/torch path. numba is optional: without it ``AVAILABLE`` is False and nothing here
 is used. Kernels compile on first use and are cached on disk (``cache=True``), so the
-JIT cost (a few seconds) is paid once per machine.
+JIT cost (about a minute on 2 cores; ``pace.solver._jit_cache`` announces it) is paid
+once per machine and version.
 """
 
 from __future__ import annotations

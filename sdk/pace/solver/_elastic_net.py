@@ -27,7 +27,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from pace.solver import _compiled, _triton_homotopy
+from pace.solver import _compiled, _jit_cache, _triton_homotopy
 from pace.solver._config import ElasticNetConfig
 from pace.solver._errors import ConvergenceError
 from pace.solver._fixed import FixedSchedule, Systems
@@ -149,6 +149,7 @@ class ElasticNet:
             self._kernel_args = (cfg.l1, cfg.l2, cfg.tol, cfg.screen(True), cfg.max_iter)
             self._compute_np = self._compute.numpy()
             self._screen = quantize_rows(self._compute_np)
+            _jit_cache.announce_compile()  # a minute's wait is coming if not cached
 
     @property
     def n(self) -> int:

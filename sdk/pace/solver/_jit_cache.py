@@ -1,0 +1,70 @@
+"""Say so, once, when the CPU kernels are about to be compiled rather than loaded.
+
+The compiled kernels (``pace.solver._compiled``) are JIT-compiled by numba on first use
+and cached on disk. Loading them from that cache takes milliseconds; compiling them takes
+about a minute on a 2-core machine (``docs/benchmarks.md``), and the first steered step
+waits for it. Without a word, that minute looks like a hang. So the first CPU solver of a
+process checks numba's cache index for the kernels that steering and batched solves
+call, and logs one warning (logger ``pace.solver``) if any is missing for this machine's
+CPU: a first run, a new numba or pace version, or a read-only install without
+``NUMBA_CACHE_DIR``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from pace.solver import _compiled
+
+__all__ = ["announce_compile", "cached"]
+
+logger = logging.getLogger("pace.solver")
+
+ENTRY_POINTS = (
+    "remove_token_lowp",
+    "remove_row_lowp",
+    "solve_lowp_rows",
+    "solve_gram_rows",
+    "solve_gram_rows_shared",
+    "rows_result",
+)
+"""The kernels called from Python on the CPU paths; each caches what it calls."""
+
+MESSAGE = (
+    "compiling pace's CPU solver kernels with numba: once per machine and version, about "
+    "a minute on 2 cores, before the first solve returns; later runs load them from "
+    "numba's on-disk cache"
+)
+
+_lock = threading.Lock()
+_checked = False
+
+
+def cached(dispatcher: Any) -> bool:
+    """Whether numba's on-disk cache holds code of ``dispatcher`` for this machine's CPU.
+
+    An index written for an older source of the module counts as missing (numba drops
+    it). True when the question cannot be answered (numba internals differ): then no
+    warning is better than a wrong one.
+    """
+    try:
+        index = dispatcher._cache._cache_file._load_index()
+        magic = dispatcher.targetctx.codegen().magic_tuple()
+        return any(key[1] == magic for key in index)
+    except Exception:  # private numba API: any change means "unknown"
+        return True
+
+
+def announce_compile() -> None:
+    """Log the warning above, at most once per process, if a kernel is not cached."""
+    global _checked
+    if _checked or not _compiled.AVAILABLE:
+        return
+    with _lock:
+        if _checked:
+            return
+        _checked = True
+        if not all(cached(getattr(_compiled, name)) for name in ENTRY_POINTS):
+            logger.warning(MESSAGE)
