@@ -6,8 +6,7 @@ about a minute on a 2-core machine (``docs/benchmarks.md``), and the first steer
 waits for it. Without a word, that minute looks like a hang. So the first CPU solver of a
 process checks numba's cache index for the kernels that steering and batched solves
 call, and logs one warning (logger ``pace.solver``) if any is missing for this machine's
-CPU: a first run, a new numba or pace version, or a read-only install without
-``NUMBA_CACHE_DIR``.
+CPU: a first run, a new numba or pace version, or no cache directory numba can write.
 """
 
 from __future__ import annotations
