@@ -1,9 +1,9 @@
 """Say so, once, when the CPU kernels are about to be compiled rather than loaded.
 
 The compiled kernels (``pace.solver._compiled``) are JIT-compiled by numba on first use
-and cached on disk. Loading them from that cache takes milliseconds; compiling them takes
-about a minute on a 2-core machine (``docs/benchmarks.md``), and the first steered step
-waits for it. Without a word, that minute looks like a hang. So the first CPU solver of a
+and cached on disk. Loading them from that cache takes under a second; compiling them
+takes about 40 seconds on a 2-core machine (``bench/solver_compile.py``), and the first
+steered step waits for it. Without a word, that wait looks like a hang. So the first CPU solver of a
 process checks numba's cache index for the kernels that steering and batched solves
 call, and logs one warning (logger ``pace.solver``) if any is missing for this machine's
 CPU: a first run, a new numba or pace version, or no cache directory numba can write.
@@ -33,7 +33,7 @@ ENTRY_POINTS = (
 
 MESSAGE = (
     "compiling pace's CPU solver kernels with numba: once per machine and version, about "
-    "a minute on 2 cores, before the first solve returns; later runs load them from "
+    "40 seconds on 2 cores, before the first solve returns; later runs load them from "
     "numba's on-disk cache"
 )
 
