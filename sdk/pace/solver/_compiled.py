@@ -21,7 +21,7 @@ end-point check, too many steps or rounds) is reported, and the caller then take
 NumPy/torch path. numba is optional: without it ``AVAILABLE`` is False and nothing here
 is used. Kernels compile on first use and are cached on disk (``cache=True``), so the
 JIT cost (about 40 seconds on 2 cores; ``pace.solver._jit_cache`` announces it) is paid
-once per machine and version. Counters start as ``np.int64(0)``, not ``0``: numba types
+once per machine and version. Counters start as ``int(np.int64(0))``, not ``0``: numba types
 a literal constant as its own type and compiled every callee it reaches once more for it
 (118 compilations instead of 105, 60 seconds instead of 40: ``bench/solver_compile.py``).
 """
@@ -172,7 +172,7 @@ def _homotopy(
     v = np.empty(k)
     f = np.empty(k)
     z = np.empty(k)
-    m = np.int64(0)  # not the literal 0: one compiled version of each callee
+    m = int(np.int64(0))  # not the literal 0: one compiled version of each callee
     for j in range(fixed):
         if c[j] != 0.0:
             order[m] = j
@@ -255,7 +255,7 @@ def _homotopy(
             i += 1
         lim = lam - eps
         best_leave = ninf
-        il = np.int64(-1)
+        il = int(np.int64(-1))
         for i in range(m):
             cand = ninf
             if sg[i] * cur[i] < -1e-12:
@@ -298,7 +298,7 @@ def _homotopy(
             cand_p[j] = lp if free[j] else ninf
             cand_n[j] = ln if free[j] else ninf
         best_join = ninf
-        jj = np.int64(-1)
+        jj = int(np.int64(-1))
         jsign = 0.0
         for j in range(k):
             if cand_p[j] > best_join:
@@ -861,7 +861,7 @@ def _solve_row(
     score = np.abs(r64)
     in_w = np.zeros(n, np.bool_)
     w = np.empty(n, np.int64)
-    k = np.int64(0)
+    k = int(np.int64(0))
     for a in range(seed.shape[0]):
         j = seed[a]
         if seed_on[a] and not in_w[j]:
@@ -879,7 +879,7 @@ def _solve_row(
     act = np.empty(n, np.int64)
     h = np.empty((0, 0))
     c = np.zeros(n)  # the working set's answer, by slot
-    k_old = np.int64(0)
+    k_old = int(np.int64(0))
     carry_order = np.empty(0, np.int64)  # the path's active slots and their inverse
     carry_inv = np.empty((0, 0))
     for _ in range(max_rounds):
