@@ -3,10 +3,11 @@
 The compiled kernels (``pace.solver._compiled``) are JIT-compiled by numba on first use
 and cached on disk. Loading them from that cache takes under a second; compiling them
 takes about 40 seconds on a 2-core machine (``bench/solver_compile.py``), and the first
-steered step waits for it. Without a word, that wait looks like a hang. So the first CPU solver of a
-process checks numba's cache index for the kernels that steering and batched solves
-call, and logs one warning (logger ``pace.solver``) if any is missing for this machine's
-CPU: a first run, a new numba or pace version, or no cache directory numba can write.
+steered step waits for it. Without a word, that wait looks like a hang. So the first CPU
+solver of a process checks numba's cache index for the kernels that every CPU path
+calls, and logs one warning (logger ``pace.solver``) if one is missing for this
+machine's CPU: a first run, a new numba or pace version, or no cache directory numba can
+write.
 """
 
 from __future__ import annotations
@@ -21,15 +22,10 @@ __all__ = ["announce_compile", "cached"]
 
 logger = logging.getLogger("pace.solver")
 
-ENTRY_POINTS = (
-    "remove_token_lowp",
-    "remove_row_lowp",
-    "solve_lowp_rows",
-    "solve_gram_rows",
-    "solve_gram_rows_shared",
-    "rows_result",
-)
-"""The kernels called from Python on the CPU paths; each caches what it calls."""
+SHARED = ("_solve_row", "_homotopy")
+"""The kernels that every CPU path calls (a decode edit, a prefill, ``solve``): compiling
+them is most of the wait. numba caches each jitted function on its own, so once these are
+cached, a path not used before compiles only its own thin entry point (seconds)."""
 
 MESSAGE = (
     "compiling pace's CPU solver kernels with numba: once per machine and version, about "
@@ -65,5 +61,5 @@ def announce_compile() -> None:
         if _checked:
             return
         _checked = True
-        if not all(cached(getattr(_compiled, name)) for name in ENTRY_POINTS):
+        if not all(cached(getattr(_compiled, name)) for name in SHARED):
             logger.warning(MESSAGE)
