@@ -149,7 +149,7 @@ class ElasticNet:
             self._kernel_args = (cfg.l1, cfg.l2, cfg.tol, cfg.screen(True), cfg.max_iter)
             self._compute_np = self._compute.numpy()
             self._screen = quantize_rows(self._compute_np)
-            _jit_cache.announce_compile()  # a minute's wait is coming if not cached
+            _jit_cache.announce_compile()  # a long first compile comes if not cached
 
     @property
     def n(self) -> int:
