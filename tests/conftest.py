@@ -12,11 +12,16 @@
   ``(base_url, admin_key)`` for SDK client tests.
 
 Nothing here connects at import time; tests that need no database start nothing.
+
+Without a GPU, Triton kernels (the CUDA solver's working-set kernel) run in Triton's CPU
+interpreter, so their tests run here too. The switch must precede the first import of
+``pace.solver``: ``triton.jit`` reads it when it wraps a kernel.
 """
 
 from __future__ import annotations
 
 import itertools
+import os
 import shutil
 import tempfile
 import time
@@ -25,8 +30,12 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import torch
 from live_server import serve_in_thread
 from psycopg import sql
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 _counter = itertools.count()
 
