@@ -37,11 +37,12 @@ def main() -> None:
     p.add_argument("--discard", action="store_true", help="solve, but leave the output as is")
     p.add_argument("--new-tokens", type=int, default=24)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--atoms", type=int, default=2000, help="per layer (no Gram above 4,096)")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    model, enc, atoms, und = so.smollm2_setup()
+    model, enc, atoms, und = so.smollm2_setup(args.atoms)
     cen = so.centered_atoms(atoms, und)
 
     clock = {"edit_pre": 0.0, "edit_dec": 0.0, "fwd_pre": 0.0, "fwd_dec": 0.0}

@@ -9,7 +9,7 @@ import pytest
 import torch
 from test_solver_compiled import _spy_kernel_statuses
 
-from pace.solver import ElasticNet, ElasticNetConfig, _compiled, kkt_violation
+from pace.solver import ElasticNet, ElasticNetConfig, _compiled, _parallel, kkt_violation
 from pace.solver._screen import LowpAtoms, quantize_rows
 
 pytestmark = pytest.mark.skipif(not _compiled.AVAILABLE, reason="numba is not installed")
@@ -71,11 +71,18 @@ def _near_threshold_problem(seed: int) -> tuple[np.ndarray, np.ndarray]:
     return atoms / np.linalg.norm(atoms, axis=1, keepdims=True), y[None]
 
 
+NO_GRAM = np.empty((0, 0), np.float32)
+
+
 def _solve(
-    screen: LowpAtoms | None, atoms: np.ndarray, y: np.ndarray, screen_size: int
+    screen: LowpAtoms | None,
+    atoms: np.ndarray,
+    y: np.ndarray,
+    screen_size: int,
+    with_gram: bool = True,
 ) -> np.ndarray:
     gram = atoms @ atoms.T
-    gram = (gram + gram.T) / 2
+    gram = (gram + gram.T) / 2 if with_gram else NO_GRAM
     seeds = np.zeros((1, 0), np.int64), np.zeros((1, 0), np.bool_)
     args = (gram, L1, L2, 1e-6, screen_size, 50, *seeds)
     if screen is None:
@@ -113,15 +120,18 @@ def _supports_differ(got: Any, want: Any, tol: float = 1e-6) -> bool:
 @pytest.mark.parametrize("seed", range(3))
 @pytest.mark.parametrize("levels", [127, 7])
 @pytest.mark.parametrize("screen_size", [4, 32])
+@pytest.mark.parametrize("with_gram", [True, False], ids=["gram", "no-gram"])
 def test_low_precision_pass_gives_the_exact_answer(
-    seed: int, levels: int, screen_size: int
+    seed: int, levels: int, screen_size: int, with_gram: bool
 ) -> None:
     # Both passes leave every near-threshold atom (within 5e-5 of the threshold) undecided,
     # and levels=7 most of the others too: the exact correlations must settle every one.
+    # Without a Gram, every KKT check is an int8 pass too (over D_W^T c_W), with its own
+    # error: the same atoms must still be settled exactly.
     atoms, y = _near_threshold_problem(seed)
     exact = _solve(None, atoms, y, screen_size)
     screen = quantize_rows(atoms, levels=levels)
-    got = _solve(screen, atoms, y, screen_size)
+    got = _solve(screen, atoms, y, screen_size, with_gram)
     assert not _supports_differ(got, exact)
     assert int((got[400:] != 0).sum()) >= 5  # the near-threshold atoms matter here
     ref = _objective(atoms, y, exact)
@@ -132,15 +142,46 @@ def test_low_precision_pass_gives_the_exact_answer(
     assert float(viol.max()) <= 1e-5
 
 
-def test_a_bound_that_lies_changes_the_answer() -> None:
+@pytest.mark.parametrize("with_gram", [True, False], ids=["gram", "no-gram"])
+def test_a_bound_that_lies_changes_the_answer(with_gram: bool) -> None:
     # The same coarse pass claiming to be exact: undecided atoms are then decided by the
     # rounded correlations, and the support comes out wrong. (Shows the test above can fail.)
     atoms, y = _near_threshold_problem(0)
     exact = _solve(None, atoms, y, 32)
     coarse = quantize_rows(atoms, levels=127)
     lying = coarse._replace(err=np.full_like(coarse.err, 1e-300))
-    got = _solve(lying, atoms, y, 32)
+    got = _solve(lying, atoms, y, 32, with_gram)
     assert _supports_differ(got, exact)
+
+
+def test_without_a_gram_single_rows_take_the_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
+    # More atoms than gram_max_n: no Gram is cached. Rows still run in the compiled kernel,
+    # one at a time (a decode step) or a batch's rows over threads, each KKT check an int8
+    # pass. Both give the NumPy path's answers.
+    atoms, y = _near_threshold_problem(1)
+    t_atoms = torch.from_numpy(atoms)
+    rows = torch.cat([torch.from_numpy(y), torch.randn(2, 96)])
+    rows = rows / rows.norm(dim=1, keepdim=True)
+    statuses = _spy_kernel_statuses(monkeypatch, "solve_lowp_rows")
+    batches = _spy_kernel_statuses(monkeypatch, "solve_lowp_rows_threaded")
+    solver = ElasticNet(t_atoms, config=ElasticNetConfig(gram_max_n=len(atoms) - 1))
+    assert solver.cpu_row_kernel_args is not None  # the steering edit's fused kernel too
+    one = torch.stack([solver.solve(row) for row in rows])
+    assert statuses == [_compiled.OK] * 3 and batches == []
+    many = solver.solve(rows)  # on torch's threads (or one: then solve_lowp_rows itself)
+    assert batches == [_compiled.OK]
+    # However many threads claim the rows, each row's answer is the one-thread answer.
+    lowp, y_np = solver.cpu_row_kernel_args, np.ascontiguousarray(rows.numpy())
+    no_seeds = np.zeros((3, 0), np.int64), np.zeros((3, 0), np.bool_)
+    alone = _parallel.solve_lowp_rows_threaded(y_np, lowp, *no_seeds, 1)
+    shared = _parallel.solve_lowp_rows_threaded(y_np, lowp, *no_seeds, 3)
+    assert alone[2] == shared[2] == _compiled.OK
+    assert np.array_equal(alone[0], shared[0]) and np.array_equal(alone[1], shared[1])
+    ref = ElasticNet(t_atoms, config=ElasticNetConfig(compiled=False)).solve(rows)
+    for got in (one, many):
+        assert not _supports_differ(got, ref)
+        assert float(kkt_violation(t_atoms, rows, got, alpha=0.05, tau=0.95).max()) <= 1e-5
+        torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-5)
 
 
 def test_solver_default_on_cpu_matches_the_numpy_path() -> None:

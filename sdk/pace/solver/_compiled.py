@@ -55,6 +55,7 @@ OK = 0
 _FAIL = 1  # singular system or failed end-point check
 _STEPS = 2  # the path took more than max_steps events
 _ROUNDS = 3  # KKT still failed after max_rounds rounds
+_NOGRAM = 5  # neither a Gram nor int8 codes to check KKT with (a caller's mistake)
 
 try:
     import numba
@@ -826,10 +827,54 @@ def _exact_dots(
 
 
 @_jit
+def _row_dots(
+    atoms: npt.NDArray[np.float32], w: npt.NDArray[np.int64], i: int, h: npt.NDArray[np.float64]
+) -> None:
+    """Row and column ``i`` of the working-set Gram ``h`` up to the diagonal: the exact
+    products of atom ``w[i]`` with atoms ``w[0..i]`` (where no Gram is cached)."""
+    ai = atoms[w[i]]
+    for a in range(i + 1):
+        aa = atoms[w[a]]
+        s = 0.0
+        for t in range(ai.shape[0]):
+            s += float(ai[t]) * float(aa[t])
+        h[i, a] = s
+        h[a, i] = s
+
+
+@_jit
+def _combine(
+    atoms: npt.NDArray[np.float32],
+    w: npt.NDArray[np.int64],
+    c: npt.NDArray[np.float64],
+    act: npt.NDArray[np.int64],
+    na: int,
+    u64: npt.NDArray[np.float64],
+    u32: npt.NDArray[np.float32],
+) -> float:
+    """``u = sum_a c[act[a]] atoms[w[act[a]]]`` into ``u64`` and, rounded, ``u32`` (what
+    the int8 pass reads); returns a bound on both norms."""
+    u64[:] = 0.0
+    for a in range(na):
+        ca = c[act[a]]
+        row = atoms[w[act[a]]]
+        for t in range(u64.shape[0]):
+            u64[t] += ca * float(row[t])
+    nrm2 = 0.0
+    for t in range(u64.shape[0]):
+        u32[t] = np.float32(u64[t])
+        nrm2 += u64[t] * u64[t]
+    return np.sqrt(nrm2) * (1.0 + 2.0**-23)
+
+
+@_jit
 def _solve_row(
     r64: npt.NDArray[np.float64],
     radius: float,
     pass_err: npt.NDArray[np.float64],
+    q: npt.NDArray[np.int8],
+    scale: npt.NDArray[np.float32],
+    col: npt.NDArray[np.float32],
     y64: npt.NDArray[np.float64],
     atoms: npt.NDArray[np.float32],
     gram: npt.NDArray[Any],
@@ -850,9 +895,30 @@ def _solve_row(
     ``D_j y`` (on the fp32 ``atoms``) replaces ``r64[j]`` for every atom that joins the
     working set (it enters the solution) and, once no other atom would join, for every
     atom whose KKT test the bound cannot decide: the answer is the one the exact pass gives.
+
+    Without a Gram (``gram`` empty: too many atoms to cache one), the working-set system
+    is built from exact dot products of the atoms' rows, and each KKT check is one more
+    int8 pass (``q``, ``scale``, ``col``, the screening pass's codes) over
+    ``u = D_W^T c_W``: ``g = r64 - pass(u)``, within ``pass_err[j] * ||u||`` more. Atoms
+    that bound leaves undecided get ``g_j = D_j (y - u)`` exactly, as above.
     """
     n = r64.shape[0]
     approx = pass_err.shape[0] > 0
+    nogram = gram.shape[0] == 0
+    if nogram and not approx:
+        return _NOGRAM, 0
+    d = y64.shape[0]
+    u64 = np.zeros(d if nogram else 0)
+    u32 = np.empty(d if nogram else 0, np.float32)
+    res64 = np.empty(d if nogram else 0)
+    upass = np.empty(n if nogram else 0)
+    scratch = np.zeros(n if nogram else 0, np.bool_)
+    unorm = 0.0  # ||u|| of the last KKT pass (no Gram)
+    u_ulp = 0.0
+    max_err = 0.0
+    if approx:
+        for j in range(n):
+            max_err = max(max_err, pass_err[j])
     known = np.ones(n, np.bool_) if not approx else np.zeros(n, np.bool_)
     slack = 0.0  # the largest pass error: candidates are collected within it
     if approx:
@@ -894,11 +960,14 @@ def _solve_row(
         h_new = np.empty((k, k))
         h_new[:k_old, :k_old] = h
         for i in range(k_old, k):
-            gi = gram[w[i]]
-            for a in range(i + 1):
-                x = float(gi[w[a]])
-                h_new[i, a] = x
-                h_new[a, i] = x
+            if nogram:
+                _row_dots(atoms, w, i, h_new)
+            else:
+                gi = gram[w[i]]
+                for a in range(i + 1):
+                    x = float(gi[w[a]])
+                    h_new[i, a] = x
+                    h_new[a, i] = x
             h_new[i, i] += l2
         h = h_new
         bw = r64[w[:k]]
@@ -924,7 +993,15 @@ def _solve_row(
                     na += 1
             for j in range(n):
                 g[j] = r64[j]
-            a = 0
+            a = na if nogram else 0
+            if nogram:
+                # g = r - D u with u = D_W^T c_W, the product by one more int8 pass.
+                unorm = _combine(atoms, w, c, act, na, u64, u32)
+                u_ulp = unorm * 2.0**-24  # |D_j (u - u32)|: u rounded to float32
+                _pass_lowp(q, scale, col, u32, upass)
+                for j in range(n):
+                    g[j] -= upass[j]
+                slack = max_err * (radius + unorm) + u_ulp
             while a + 8 <= na:  # eight Gram rows per pass over g
                 c0, c1, c2, c3 = c[act[a]], c[act[a + 1]], c[act[a + 2]], c[act[a + 3]]
                 c4, c5, c6, c7 = c[act[a + 4]], c[act[a + 5]], c[act[a + 6]], c[act[a + 7]]
@@ -981,13 +1058,32 @@ def _solve_row(
                 nund = 0
                 for p in range(cand):
                     j = viol[p]
+                    if in_w[j]:
+                        continue  # a candidate only because the slack exceeds thr
                     if score[j] > thr:
                         viol[nviol] = j
                         nviol += 1
+                    elif nogram:
+                        # Here every atom's g has the error of the pass over u.
+                        bound = pass_err[j] * ((0.0 if known[j] else radius) + unorm) + u_ulp
+                        if score[j] + bound > thr:
+                            fresh[nund] = j
+                            nund += 1
                     elif not known[j] and score[j] + pass_err[j] * radius > thr:
                         fresh[nund] = j  # free until the next round starts
                         nund += 1
-                if nviol == 0 and nund > 0:
+                if nviol == 0 and nund > 0 and nogram:
+                    # g_j = D_j (y - u), exactly, for the atoms the bound leaves open.
+                    for i in range(d):
+                        res64[i] = y64[i] - u64[i]
+                    _exact_dots(atoms, res64, fresh[:nund], g, scratch)
+                    for p in range(nund):
+                        j = fresh[p]
+                        score[j] = abs(g[j])
+                        if score[j] > thr:
+                            viol[nviol] = j
+                            nviol += 1
+                elif nviol == 0 and nund > 0:
                     for p in range(nund):
                         g[fresh[p]] -= r64[fresh[p]]  # keep the Gram part of g
                     _exact_dots(atoms, y64, fresh[:nund], r64, known)
@@ -1099,14 +1195,16 @@ def solve_gram_rows_shared(
     no_err = np.empty(0)
     no_y = np.empty(0)
     no_atoms = np.empty((0, 0), np.float32)
+    no_q = np.empty((0, 0), np.int8)
+    no_f32 = np.empty(0, np.float32)
     while status[0] == OK:
         start = _fetch_add(next_row, ROWS_PER_CLAIM)
         if start >= bsz:
             break
         for i in range(start, min(start + ROWS_PER_CLAIM, bsz)):
             st, nnz = _solve_row(
-                r[i].astype(np.float64), 0.0, no_err, no_y, no_atoms, gram, l1, l2, tol,
-                screen, max_rounds, seed_idx[i], seed_on[i], idx[i], val[i],
+                r[i].astype(np.float64), 0.0, no_err, no_q, no_f32, no_f32, no_y, no_atoms,
+                gram, l1, l2, tol, screen, max_rounds, seed_idx[i], seed_on[i], idx[i], val[i],
             )  # fmt: skip
             if st != OK:
                 status[0] = st
@@ -1183,8 +1281,8 @@ def _solve_lowp_row(
     r64 = np.empty(q.shape[0])
     _pass_lowp(q, scale, col, y32, r64)
     status, nnz = _solve_row(
-        r64, radius, pass_err, y64, atoms, gram, l1, l2, tol, screen, max_rounds,
-        seed, seed_on, out_idx, out_val,
+        r64, radius, pass_err, q, scale, col, y64, atoms, gram, l1, l2, tol, screen,
+        max_rounds, seed, seed_on, out_idx, out_val,
     )  # fmt: skip
     return status, nnz
 
@@ -1226,6 +1324,46 @@ def solve_lowp_rows(
             return idx[:, :0], val[:, :0], status
         counts[i] = nnz
     return _compact(idx, val, counts)
+
+
+@_jit
+def solve_lowp_rows_shared(
+    y: npt.NDArray[np.float32],
+    q: npt.NDArray[np.int8],
+    scale: npt.NDArray[np.float32],
+    col: npt.NDArray[np.float32],
+    pass_err: npt.NDArray[np.float64],
+    atoms: npt.NDArray[np.float32],
+    gram: npt.NDArray[Any],
+    l1: float,
+    l2: float,
+    tol: float,
+    screen: int,
+    max_rounds: int,
+    seed_idx: npt.NDArray[np.int64],
+    seed_on: npt.NDArray[np.bool_],
+    next_row: npt.NDArray[np.int64],
+    idx: npt.NDArray[np.int64],
+    val: npt.NDArray[np.float32],
+    counts: npt.NDArray[np.int64],
+    status: npt.NDArray[np.int64],
+) -> None:
+    """``solve_lowp_rows``' work shared by every thread that calls this at once, rows
+    claimed as in ``solve_gram_rows_shared`` (a batch of rows where no Gram is cached)."""
+    bsz = y.shape[0]
+    while status[0] == OK:
+        start = _fetch_add(next_row, ROWS_PER_CLAIM)
+        if start >= bsz:
+            break
+        for i in range(start, min(start + ROWS_PER_CLAIM, bsz)):
+            st, nnz = _solve_lowp_row(
+                np.ascontiguousarray(y[i]), q, scale, col, pass_err, atoms, gram, l1, l2, tol,
+                screen, max_rounds, seed_idx[i], seed_on[i], idx[i], val[i],
+            )  # fmt: skip
+            if st != OK:
+                status[0] = st
+                break
+            counts[i] = nnz
 
 
 @_jit

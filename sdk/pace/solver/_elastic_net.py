@@ -35,7 +35,7 @@ from pace.solver._graphs import GraphedFunction
 from pace.solver._host import solve_on_host
 from pace.solver._host_rounds import NonFiniteScreen, solve_host_rounds
 from pace.solver._kkt import unit_rows
-from pace.solver._parallel import solve_gram_rows_threaded
+from pace.solver._parallel import solve_gram_rows_threaded, solve_lowp_rows_threaded
 from pace.solver._screen import LowpAtoms, quantize_rows
 from pace.solver._single import solve_rows
 from pace.solver._subproblem import solve_working_set
@@ -128,10 +128,12 @@ class ElasticNet:
             if not cfg.cuda_graphs:
                 self._graphed.capture_error = "disabled by ElasticNetConfig.cuda_graphs"
         self._gram_np: np.ndarray | None = None
-        # The compiled kernel's fixed arguments, when it applies: CPU, a cached fp32 Gram
-        # (one compiled signature keeps the one-off JIT cost down; fp64 atoms take the
-        # NumPy path) and an L1 term.
+        # The compiled kernel's fixed arguments, when it applies: CPU, fp32 atoms (one
+        # compiled signature keeps the one-off JIT cost down; fp64 atoms take the NumPy
+        # path) and an L1 term. With a cached Gram it solves every batch; without one (n
+        # above gram_max_n) single rows, each KKT check then one more int8 pass over D.
         self._kernel_args: tuple[float, float, float, int, int] | None = None
+        self._kernel_gram: np.ndarray | None = None  # the Gram, or (0, 0): none cached
         # A decode step (one row) screens with an int8 copy of the atoms: a quarter of the
         # bytes of the memory-bound pass, exact where it matters (pace.solver._screen).
         self._screen: LowpAtoms | None = None
@@ -141,12 +143,15 @@ class ElasticNet:
             and cfg.cpu_rowwise
             and cfg.compiled
             and _compiled.AVAILABLE
-            and self._gram is not None
-            and self._gram.dtype == torch.float32
+            and self._compute.dtype == torch.float32
             and cfg.l1 > 0.0
         ):
-            self._gram_np = self._gram.numpy()
-            self._kernel_args = (cfg.l1, cfg.l2, cfg.tol, cfg.screen(True), cfg.max_iter)
+            if self._gram is not None:
+                self._gram_np = self._kernel_gram = self._gram.numpy()
+            else:
+                self._kernel_gram = np.empty((0, 0), np.float32)
+            screen = cfg.screen(self._gram is not None)
+            self._kernel_args = (cfg.l1, cfg.l2, cfg.tol, screen, cfg.max_iter)
             self._compute_np = self._compute.numpy()
             self._screen = quantize_rows(self._compute_np)
             _jit_cache.announce_compile()  # a long first compile comes if not cached
@@ -186,7 +191,7 @@ class ElasticNet:
         if self._screen is None or self._kernel_args is None:
             return None
         s = self._screen
-        return (s.q, s.scale, s.col, s.err, self._compute_np, self._gram_np, *self._kernel_args)
+        return (s.q, s.scale, s.col, s.err, self._compute_np, self._kernel_gram, *self._kernel_args)
 
     @property
     def config(self) -> ElasticNetConfig:
@@ -440,8 +445,8 @@ class ElasticNet:
     def _solve_compiled(
         self, y: torch.Tensor, warm_start: SparseCodes | None
     ) -> SparseCodes | None:
-        """All rows in the compiled kernel (Gram cached); None if any row needs the safe path."""
-        assert self._kernel_args is not None and self._gram_np is not None
+        """All rows in the compiled kernel; None if any row needs the safe path."""
+        assert self._kernel_args is not None and self._kernel_gram is not None
         yc = y if y.dtype == self._compute.dtype else y.to(self._compute.dtype)
         bsz = yc.shape[0]
         if warm_start is None:
@@ -450,15 +455,20 @@ class ElasticNet:
             # The earlier supports (nonzero values) join the screened working sets.
             seeds = np.ascontiguousarray(warm_start.indices.cpu().numpy(), dtype=np.int64)
             seed_on = (warm_start.values.detach() != 0).cpu().numpy()
-        if bsz == 1 and self._screen is not None and self._compute_np is not None:
+        lowp = self.cpu_row_kernel_args
+        if bsz == 1 and lowp is not None:
             # A decode step: the kernel makes its own int8 pass (a quarter of fp32's bytes).
-            s = self._screen
             y_np = np.ascontiguousarray(yc.numpy())
-            idx, val_out, status = _compiled.solve_lowp_rows(
-                y_np, s.q, s.scale, s.col, s.err, self._compute_np, self._gram_np,
-                *self._kernel_args, seeds, seed_on,
-            )  # fmt: skip
+            idx, val_out, status = _compiled.solve_lowp_rows(y_np, *lowp, seeds, seed_on)
+        elif self._gram_np is None and lowp is not None:
+            # Several rows and no Gram: each row as a decode step (each KKT check is an
+            # int8 pass), the rows spread over torch's CPU threads.
+            y_np = np.ascontiguousarray(yc.numpy())
+            idx, val_out, status = solve_lowp_rows_threaded(
+                y_np, lowp, seeds, seed_on, torch.get_num_threads()
+            )
         else:
+            assert self._gram_np is not None
             r = (yc @ self._compute.T).numpy()  # the one pass over D, all rows at once
             # Several rows (a prefill): spread them over torch's CPU threads, idle meanwhile.
             idx, val_out, status = solve_gram_rows_threaded(

@@ -4,7 +4,8 @@ A prefill hands the solver every prompt token of a layer at once (tens of rows),
 the model's own threads wait for the hook to return. The compiled kernel is ``nogil``,
 so threads solve disjoint rows in parallel. Rows cost very differently (a few path
 events or a hundred), so they are not dealt out in advance: every thread makes one call
-of ``_compiled.solve_gram_rows_shared``, which claims the next rows with an atomic
+of ``_compiled.solve_gram_rows_shared`` (or ``solve_lowp_rows_shared``, where no Gram is
+cached), which claims the next rows with an atomic
 counter until none are left. The threads are torch's own OpenMP team where torch runs
 on GNU libgomp (``pace.solver._omp_team``: its workers are awake and would otherwise
 spin beside ours), else a small pool of our own.
@@ -29,7 +30,7 @@ import numpy.typing as npt
 
 from pace.solver import _compiled, _omp_team
 
-__all__ = ["solve_gram_rows_threaded"]
+__all__ = ["solve_gram_rows_threaded", "solve_lowp_rows_threaded"]
 
 _pool: ThreadPoolExecutor | None = None
 _pool_size = 0
@@ -61,12 +62,34 @@ def solve_gram_rows_threaded(
     Same result layout: (b, k) indices and values, each row padded with its first index
     and value 0; a status other than OK if any row failed.
     """
-    bsz, n = r.shape
+    head = (r, gram, *kernel_args, seeds, seed_on)
+    return _threaded(_compiled.solve_gram_rows, "solve_gram_rows_shared", head, r.shape[1], workers)
+
+
+def solve_lowp_rows_threaded(
+    y: npt.NDArray[np.float32],
+    lowp: tuple[Any, ...],
+    seeds: npt.NDArray[np.int64],
+    seed_on: npt.NDArray[np.bool_],
+    workers: int,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32], int]:
+    """``_compiled.solve_lowp_rows`` with the rows split over ``workers`` threads; ``lowp``
+    is its arguments between ``y`` and the seeds (``ElasticNet.cpu_row_kernel_args``)."""
+    head = (y, *lowp, seeds, seed_on)
+    n = lowp[0].shape[0]
+    return _threaded(_compiled.solve_lowp_rows, "solve_lowp_rows_shared", head, n, workers)
+
+
+def _threaded(
+    one: Any, shared: str, head: tuple[Any, ...], n: int, workers: int
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32], int]:
+    """The compiled kernel ``one(*head)`` with its rows claimed by ``workers`` threads, each
+    making one call of ``_compiled.<shared>`` (looked up at call time)."""
+    bsz = head[0].shape[0]
     claims = _compiled.ROWS_PER_CLAIM
     workers = max(1, min(workers, (bsz + claims - 1) // claims))
     if workers == 1:
-        out: tuple[npt.NDArray[np.int64], npt.NDArray[np.float32], int]
-        out = _compiled.solve_gram_rows(r, gram, *kernel_args, seeds, seed_on)
+        out: tuple[npt.NDArray[np.int64], npt.NDArray[np.float32], int] = one(*head)
         return out
 
     next_row = np.zeros(1, np.int64)
@@ -74,10 +97,11 @@ def solve_gram_rows_threaded(
     val = np.empty((bsz, n), np.float32)
     counts = np.zeros(bsz, np.int64)
     status = np.zeros(1, np.int64)
-    args = (r, gram, *kernel_args, seeds, seed_on, next_row, idx, val, counts, status)
+    args = (*head, next_row, idx, val, counts, status)
+    kernel = getattr(_compiled, shared)
 
     def part(_: int) -> None:
-        _compiled.solve_gram_rows_shared(*args)
+        kernel(*args)
 
     team = _omp_team.team()
     if team is not None:
