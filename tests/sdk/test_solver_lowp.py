@@ -154,17 +154,34 @@ def test_a_bound_that_lies_changes_the_answer(with_gram: bool) -> None:
     assert _supports_differ(got, exact)
 
 
+def _three_rows(seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(atoms, rows, reference)``: a near-threshold problem's row and two random unit
+    rows, and the NumPy path's answers for them."""
+    atoms, y = _near_threshold_problem(seed)
+    t_atoms = torch.from_numpy(atoms)
+    extra = torch.randn(2, 96, generator=torch.Generator().manual_seed(seed))
+    rows = torch.cat([torch.from_numpy(y), extra])
+    rows = rows / rows.norm(dim=1, keepdim=True)
+    ref = ElasticNet(t_atoms, config=ElasticNetConfig(compiled=False)).solve(rows)
+    return t_atoms, rows, ref
+
+
+def _assert_matches(atoms: torch.Tensor, rows: torch.Tensor, got: Any, want: Any) -> None:
+    assert not _supports_differ(got, want)
+    assert float(kkt_violation(atoms, rows, got, alpha=0.05, tau=0.95).max()) <= 1e-5
+    # The near-threshold atoms make the system ill-conditioned: r in float64 (int8 path)
+    # against a float32 product moves coefficients by a few 1e-6.
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
 def test_without_a_gram_single_rows_take_the_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
     # More atoms than gram_max_n: no Gram is cached. Rows still run in the compiled kernel,
     # one at a time (a decode step) or a batch's rows over threads, each KKT check an int8
     # pass. Both give the NumPy path's answers.
-    atoms, y = _near_threshold_problem(1)
-    t_atoms = torch.from_numpy(atoms)
-    rows = torch.cat([torch.from_numpy(y), torch.randn(2, 96)])
-    rows = rows / rows.norm(dim=1, keepdim=True)
+    t_atoms, rows, ref = _three_rows(1)
     statuses = _spy_kernel_statuses(monkeypatch, "solve_lowp_rows")
     batches = _spy_kernel_statuses(monkeypatch, "solve_lowp_rows_threaded")
-    solver = ElasticNet(t_atoms, config=ElasticNetConfig(gram_max_n=len(atoms) - 1))
+    solver = ElasticNet(t_atoms, config=ElasticNetConfig(gram_max_n=len(t_atoms) - 1))
     assert solver.cpu_row_kernel_args is not None  # the steering edit's fused kernel too
     one = torch.stack([solver.solve(row) for row in rows])
     assert statuses == [_compiled.OK] * 3 and batches == []
@@ -177,11 +194,8 @@ def test_without_a_gram_single_rows_take_the_kernel(monkeypatch: pytest.MonkeyPa
     shared = _parallel.solve_lowp_rows_threaded(y_np, lowp, *no_seeds, 3)
     assert alone[2] == shared[2] == _compiled.OK
     assert np.array_equal(alone[0], shared[0]) and np.array_equal(alone[1], shared[1])
-    ref = ElasticNet(t_atoms, config=ElasticNetConfig(compiled=False)).solve(rows)
     for got in (one, many):
-        assert not _supports_differ(got, ref)
-        assert float(kkt_violation(t_atoms, rows, got, alpha=0.05, tau=0.95).max()) <= 1e-5
-        torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-5)
+        _assert_matches(t_atoms, rows, got, ref)
 
 
 def test_solver_default_on_cpu_matches_the_numpy_path() -> None:
@@ -196,20 +210,12 @@ def test_solver_default_on_cpu_matches_the_numpy_path() -> None:
 def test_a_single_row_takes_the_int8_pass(monkeypatch: pytest.MonkeyPatch) -> None:
     # A decode step (one row) is screened by the int8 pass; a prefill (several rows) by
     # one fp32 product for all rows. Both give the NumPy path's answers.
-    atoms, y = _near_threshold_problem(2)
-    t_atoms = torch.from_numpy(atoms)
-    rows = torch.cat([torch.from_numpy(y), torch.randn(2, 96)])
-    rows = rows / rows.norm(dim=1, keepdim=True)
+    t_atoms, rows, ref = _three_rows(2)
     statuses = _spy_kernel_statuses(monkeypatch, "solve_lowp_rows")
     solver = ElasticNet(t_atoms)
     one = solver.solve(rows[0])
     assert statuses == [_compiled.OK]
     many = solver.solve(rows)
     assert statuses == [_compiled.OK]
-    ref = ElasticNet(t_atoms, config=ElasticNetConfig(compiled=False)).solve(rows)
-    for got, want, y in ((one[None], ref[:1], rows[:1]), (many, ref, rows)):
-        assert not _supports_differ(got, want)
-        assert float(kkt_violation(t_atoms, y, got, alpha=0.05, tau=0.95).max()) <= 1e-5
-        # The near-threshold atoms make the system ill-conditioned: r in float64 (int8
-        # path) against a float32 product moves coefficients by a few 1e-6.
-        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    _assert_matches(t_atoms, rows[:1], one[None], ref[:1])
+    _assert_matches(t_atoms, rows, many, ref)

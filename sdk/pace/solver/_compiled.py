@@ -916,14 +916,10 @@ def _solve_row(
     unorm = 0.0  # ||u|| of the last KKT pass (no Gram)
     u_ulp = 0.0
     max_err = 0.0
-    if approx:
-        for j in range(n):
-            max_err = max(max_err, pass_err[j])
+    for j in range(pass_err.shape[0]):
+        max_err = max(max_err, pass_err[j])
     known = np.ones(n, np.bool_) if not approx else np.zeros(n, np.bool_)
-    slack = 0.0  # the largest pass error: candidates are collected within it
-    if approx:
-        for j in range(n):
-            slack = max(slack, pass_err[j] * radius)
+    slack = max_err * radius  # the largest pass error: candidates are collected within it
     score = np.abs(r64)
     in_w = np.zeros(n, np.bool_)
     w = np.empty(n, np.int64)
