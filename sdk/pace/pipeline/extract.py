@@ -378,6 +378,7 @@ class Extractor:
         if total is None and isinstance(concepts, Collection):
             total = len(concepts)
         seen: set[str] = set()
+        processed = 0  # concepts of the finished chunks
         iterator = iter(concepts)
         # Progress moves by fractions of a concept per batch (smooth ETA); show it rounded.
         fmt = "{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total_fmt} [{elapsed}<{remaining}]"
@@ -415,14 +416,21 @@ class Extractor:
 
                 def advance(k: int, step: float = step) -> None:
                     nonlocal done
-                    done += k * step
-                    bar.update(k * step)
+                    inc = min(k * step, len(todo) - done)  # never past this chunk
+                    done += inc
+                    bar.update(inc)
 
                 if todo:
                     result = self.extract(todo, on_batch=advance)
                 else:
                     result = ExtractedChunk([], {}, self.recipe)
-                bar.update(len(todo) - done)  # absorb float rounding
+                # Land on the whole count: float steps could leave n a hair above the
+                # total (tqdm then warns "clamping frac" and shows a negative ETA).
+                processed += len(chunk)
+                bar.update(processed - bar.n)
+                if bar.n != processed:
+                    bar.n = processed
+                    bar.refresh()
                 result.skipped, result.empty = skipped, empty
                 yield result
 

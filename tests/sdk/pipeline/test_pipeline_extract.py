@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
+from tqdm import TqdmWarning
 
 from pace.pipeline.extract import Extractor, Recipe, Reduction, reduce_stimuli
 from pace.pipeline.records import ConceptRecord, Stimulus
@@ -214,6 +216,22 @@ def test_progress_bar_and_eval_mode(capsys: pytest.CaptureFixture[str]) -> None:
     assert model.training
     err = capsys.readouterr().err
     assert "extracting: 100%" in err and "4/4" in err
+
+
+def test_progress_ends_on_the_count(capsys: pytest.CaptureFixture[str]) -> None:
+    # Progress moves by fractions of a concept per batch; 5 concepts of 7 stimuli in
+    # chunks of 4 and batches of 3 summed to 5.000000000000001 in floats, and tqdm warned
+    # ("clamping frac to range [0, 1]") and showed a negative time left.
+    model, tok = tiny_model("gpt2"), char_tokenizer()
+    ex = Extractor(model, tok, layers=[1], batch_size=3)
+    texts = [TEXTS[i % len(TEXTS)] + f" {i}" for i in range(7)]
+    records = [concept(f"c{i}", texts) for i in range(5)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TqdmWarning)
+        chunks = list(ex.iter_chunks(records, chunk_size=4, progress=True))
+    assert sum(len(c) for c in chunks) == 5
+    err = capsys.readouterr().err
+    assert "5/5" in err and "<-" not in err
 
 
 def test_truncation_is_counted() -> None:
