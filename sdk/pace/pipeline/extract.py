@@ -414,9 +414,9 @@ class Extractor:
                 step = len(todo) / n_stim if n_stim else 0.0
                 done = 0.0
 
-                def advance(k: int, step: float = step) -> None:
+                def advance(k: int, step: float = step, limit: int = len(todo)) -> None:
                     nonlocal done
-                    inc = min(k * step, len(todo) - done)  # never past this chunk
+                    inc = min(k * step, limit - done)  # never past this chunk
                     done += inc
                     bar.update(inc)
 
