@@ -832,12 +832,9 @@ def _row_dots(
 ) -> None:
     """Row and column ``i`` of the working-set Gram ``h`` up to the diagonal: the exact
     products of atom ``w[i]`` with atoms ``w[0..i]`` (where no Gram is cached)."""
-    ai = atoms[w[i]]
+    ai = atoms[w[i]].astype(np.float64)
     for a in range(i + 1):
-        aa = atoms[w[a]]
-        s = 0.0
-        for t in range(ai.shape[0]):
-            s += float(ai[t]) * float(aa[t])
+        s = _dot_row(atoms, w[a], ai)
         h[i, a] = s
         h[a, i] = s
 
@@ -1311,15 +1308,12 @@ def solve_lowp_rows(
     idx = np.empty((bsz, n), np.int64)
     val = np.empty((bsz, n), np.float32)
     counts = np.zeros(bsz, np.int64)
-    for i in range(bsz):
-        status, nnz = _solve_lowp_row(
-            np.ascontiguousarray(y[i]), q, scale, col, pass_err, atoms, gram, l1, l2, tol,
-            screen, max_rounds, seed_idx[i], seed_on[i], idx[i], val[i],
-        )  # fmt: skip
-        if status != OK:
-            return idx[:, :0], val[:, :0], status
-        counts[i] = nnz
-    return _compact(idx, val, counts)
+    status = np.zeros(1, np.int64)
+    solve_lowp_rows_shared(
+        y, q, scale, col, pass_err, atoms, gram, l1, l2, tol, screen, max_rounds, seed_idx,
+        seed_on, np.zeros(1, np.int64), idx, val, counts, status,
+    )  # fmt: skip
+    return rows_result(idx, val, counts, status)
 
 
 @_jit

@@ -54,6 +54,9 @@ _PASS_MARGIN: dict[torch.dtype, float] = {
     torch.float64: 0.0,
 }
 
+_NO_GRAM = np.empty((0, 0), np.float32)
+"""The compiled kernel's ``gram`` where none is cached: it then checks KKT by int8 passes."""
+
 
 class SparseCodes(NamedTuple):
     """Per-row working-set coefficients: ``c[i, indices[i, j]] = values[i, j]``.
@@ -130,10 +133,9 @@ class ElasticNet:
         self._gram_np: np.ndarray | None = None
         # The compiled kernel's fixed arguments, when it applies: CPU, fp32 atoms (one
         # compiled signature keeps the one-off JIT cost down; fp64 atoms take the NumPy
-        # path) and an L1 term. With a cached Gram it solves every batch; without one (n
-        # above gram_max_n) single rows, each KKT check then one more int8 pass over D.
+        # path) and an L1 term. Without a Gram (n above gram_max_n) each of its KKT checks
+        # is one more int8 pass over D.
         self._kernel_args: tuple[float, float, float, int, int] | None = None
-        self._kernel_gram: np.ndarray | None = None  # the Gram, or (0, 0): none cached
         # A decode step (one row) screens with an int8 copy of the atoms: a quarter of the
         # bytes of the memory-bound pass, exact where it matters (pace.solver._screen).
         self._screen: LowpAtoms | None = None
@@ -147,9 +149,7 @@ class ElasticNet:
             and cfg.l1 > 0.0
         ):
             if self._gram is not None:
-                self._gram_np = self._kernel_gram = self._gram.numpy()
-            else:
-                self._kernel_gram = np.empty((0, 0), np.float32)
+                self._gram_np = self._gram.numpy()
             screen = cfg.screen(self._gram is not None)
             self._kernel_args = (cfg.l1, cfg.l2, cfg.tol, screen, cfg.max_iter)
             self._compute_np = self._compute.numpy()
@@ -186,12 +186,14 @@ class ElasticNet:
         """For ``pace.steering``: the solver's arguments of ``_compiled.remove_row_lowp``.
 
         ``(q, scale, col, err, atoms, gram, l1, l2, tol, screen, max_rounds)`` where the
-        single-row CPU kernel applies (numba, a cached fp32 Gram, an L1 term), else None.
+        single-row CPU kernel applies (numba, fp32 atoms, an L1 term), else None; ``gram``
+        is (0, 0) where none is cached.
         """
         if self._screen is None or self._kernel_args is None:
             return None
         s = self._screen
-        return (s.q, s.scale, s.col, s.err, self._compute_np, self._kernel_gram, *self._kernel_args)
+        gram = self._gram_np if self._gram_np is not None else _NO_GRAM
+        return (s.q, s.scale, s.col, s.err, self._compute_np, gram, *self._kernel_args)
 
     @property
     def config(self) -> ElasticNetConfig:
@@ -446,7 +448,7 @@ class ElasticNet:
         self, y: torch.Tensor, warm_start: SparseCodes | None
     ) -> SparseCodes | None:
         """All rows in the compiled kernel; None if any row needs the safe path."""
-        assert self._kernel_args is not None and self._kernel_gram is not None
+        assert self._kernel_args is not None
         yc = y if y.dtype == self._compute.dtype else y.to(self._compute.dtype)
         bsz = yc.shape[0]
         if warm_start is None:
