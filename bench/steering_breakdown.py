@@ -28,7 +28,6 @@ sys.path.insert(0, os.path.dirname(__file__))
 import steering_overhead as so
 
 import pace.steering.hooks as hooks
-from pace.steering import PaCE, SinkGuard, steer
 
 
 def main() -> None:
@@ -101,15 +100,8 @@ def main() -> None:
     results: dict[str, list[dict[str, float]]] = {"vanilla": [], "steered": []}
     for rep in range(args.repeats + 1):  # the first round warms up
         for name in results:
-            handle = None
-            if name == "steered":
-                method = SinkGuard(PaCE())
-                handle = steer(model, cen.atoms, undesirable=cen.undesirable, method=method)
-            try:
+            with so.centered_steering(model, cen, name == "steered"):
                 got = generate()
-            finally:
-                if handle is not None:
-                    handle.remove()
             if rep > 0:
                 results[name].append(got)
     print(f"torch threads {torch.get_num_threads()}; {n} new tokens; centered atoms + guard"

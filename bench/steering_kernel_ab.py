@@ -39,7 +39,6 @@ from solver_kernel_ab import _load
 
 import pace.solver._compiled as compiled
 import pace.steering.hooks as hooks
-from pace.steering import PaCE, SinkGuard, steer
 
 # The entry points the steering edit and the prefill reach through ``pace.solver._compiled``.
 _ENTRY_POINTS = (
@@ -131,22 +130,18 @@ def main() -> None:
         for name in ("vanilla", "A", "B") if rep % 2 == 0 else ("vanilla", "B", "A"):
             edit_s[0] = 0.0
             # The layer edits pick their kernels when steer() prepares them: inside.
-            with _kernels(sides.get(name, compiled)), torch.no_grad():
-                handle = None
-                if name != "vanilla":
-                    method = SinkGuard(PaCE())
-                    handle = steer(model, cen.atoms, undesirable=cen.undesirable, method=method)
-                    if name == "B" and args.b_huge_pages:
-                        _huge_kernel_args(handle, huge_cache)
-                try:
-                    t = time.perf_counter()
-                    out = model.generate(
-                        **enc, max_new_tokens=n, min_new_tokens=n, do_sample=False, pad_token_id=eos
-                    )
-                    dt = time.perf_counter() - t
-                finally:
-                    if handle is not None:
-                        handle.remove()
+            with (
+                _kernels(sides.get(name, compiled)),
+                torch.no_grad(),
+                so.centered_steering(model, cen, name != "vanilla") as handle,
+            ):
+                if name == "B" and args.b_huge_pages:
+                    _huge_kernel_args(handle, huge_cache)
+                t = time.perf_counter()
+                out = model.generate(
+                    **enc, max_new_tokens=n, min_new_tokens=n, do_sample=False, pad_token_id=eos
+                )
+                dt = time.perf_counter() - t
             tokens.setdefault(name, out.tolist())
             if rep:
                 ms[name].append(dt * 1e3 / n)

@@ -28,7 +28,6 @@ sys.path.insert(0, os.path.dirname(__file__))
 import steering_overhead as so
 
 from pace.solver import ElasticNet
-from pace.steering import PaCE, SinkGuard, steer
 
 _real_init = ElasticNet.__init__
 ARM = {"numpy": False}
@@ -67,16 +66,9 @@ def main() -> None:
     with torch.no_grad():
         for rep in range(args.repeats + 1):  # the first round warms up
             for arm in arms:
-                handle = None
-                if arm != "vanilla":
-                    ARM["numpy"] = arm == "numpy"
-                    handle = steer(model, cen.atoms, undesirable=cen.undesirable,
-                                   method=SinkGuard(PaCE()))  # fmt: skip
-                try:
+                ARM["numpy"] = arm == "numpy"
+                with so.centered_steering(model, cen, arm != "vanilla"):
                     ms, outs[arm] = generate()
-                finally:
-                    if handle is not None:
-                        handle.remove()
                 if rep > 0:
                     times[arm].append(ms)
                     print(f"  run: {arm}: {ms:.1f} ms/token", flush=True)

@@ -40,7 +40,6 @@ import steering_overhead as so
 import pace.steering.hooks as hooks
 import pace.steering.methods as methods
 from pace.solver import _compiled
-from pace.steering import PaCE, SinkGuard, steer
 
 _lib = glob.glob(os.path.join(os.path.dirname(torch.__file__), "lib", "libgomp*.so*"))[0]
 gomp = ctypes.CDLL(_lib)
@@ -198,16 +197,9 @@ def main() -> None:
     outs: dict[str, Any] = {}
     for rep in range(args.repeats + 1):
         for arm in arms:
-            handle = None
-            if arm != "vanilla":
-                MODE["off"] = arm == "off"
-                handle = steer(model, cen.atoms, undesirable=cen.undesirable,
-                               method=SinkGuard(PaCE()))  # fmt: skip
-            try:
+            MODE["off"] = arm == "off"
+            with so.centered_steering(model, cen, arm != "vanilla"):
                 total, edit, out = generate()
-            finally:
-                if handle is not None:
-                    handle.remove()
             outs[arm] = out
             if rep > 0:
                 res[arm].append((total, edit))

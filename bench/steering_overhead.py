@@ -23,7 +23,8 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -187,6 +188,21 @@ def centered_atoms(atoms: dict[int, Tensor], undesirable: Tensor) -> ConceptDict
     raw = ConceptDictionary(atoms=atoms, concept_names=[str(i) for i in range(len(labels))],
                             labels=labels)  # fmt: skip
     return transform_atoms(raw, center=True, mean_atom=True)
+
+
+@contextmanager
+def centered_steering(model: Any, cen: ConceptDictionary, on: bool = True) -> Iterator[Any]:
+    """``model`` steered as `pace chat` steers (``cen`` from ``centered_atoms``, PaCE with
+    the sink guard) while the block runs; nothing at all when not ``on`` (a vanilla arm).
+    Yields the steering handle, or None."""
+    if not on:
+        yield None
+        return
+    handle = steer(model, cen.atoms, undesirable=cen.undesirable, method=SinkGuard(PaCE()))
+    try:
+        yield handle
+    finally:
+        handle.remove()
 
 
 CENTERED = "PaCE, centered atoms + sink guard"

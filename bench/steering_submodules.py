@@ -29,7 +29,6 @@ sys.path.insert(0, os.path.dirname(__file__))
 import steering_overhead as so
 
 import pace.steering.hooks as hooks
-from pace.steering import PaCE, SinkGuard, steer
 
 SUBMODULES = (
     "input_layernorm",
@@ -87,19 +86,11 @@ def main() -> None:
     results: dict[str, list[dict[str, float]]] = {"vanilla": [], "steered": []}
     for rep in range(args.repeats + 1):  # the first round warms up
         for name, runs in results.items():
-            handle = None
-            if name == "steered":
-                method = SinkGuard(PaCE())
-                handle = steer(model, cen.atoms, undesirable=cen.undesirable, method=method)
             spent.clear()
-            try:
-                with torch.no_grad():
-                    model.generate(
-                        **enc, max_new_tokens=n, min_new_tokens=n, do_sample=False, pad_token_id=eos
-                    )
-            finally:
-                if handle is not None:
-                    handle.remove()
+            with so.centered_steering(model, cen, name == "steered"), torch.no_grad():
+                model.generate(
+                    **enc, max_new_tokens=n, min_new_tokens=n, do_sample=False, pad_token_id=eos
+                )
             if rep:
                 runs.append({k: v * 1e3 / (n - 1) for k, v in spent.items()})
 
