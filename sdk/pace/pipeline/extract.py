@@ -174,6 +174,14 @@ class _StopForward(Exception):
     """Raised by the deepest hook to skip the rest of the model and the LM head."""
 
 
+def _move(bar: tqdm, n: float) -> None:
+    """Put ``bar`` at ``n`` concepts. Set, not added: increments of fractions of a concept
+    summed in ``bar.n`` ran a hair past the total, and tqdm warned "clamping frac to range
+    [0, 1]" and showed a negative time left; ``start + done`` never passes a whole count."""
+    bar.n = n
+    bar.update(0)  # display, with the rate
+
+
 class Extractor:
     """Runs a model over stimuli and returns concept atoms at the chosen layers.
 
@@ -409,28 +417,25 @@ class Extractor:
                     else:
                         todo.append(c)
                     seen.add(c.name)
-                bar.update(len(skipped) + len(empty))
+                start = processed + len(skipped) + len(empty)
+                _move(bar, start)
                 n_stim = sum(len(c.stimuli) for c in todo)
                 step = len(todo) / n_stim if n_stim else 0.0
                 done = 0.0
 
-                def advance(k: int, step: float = step, limit: int = len(todo)) -> None:
+                def advance(
+                    k: int, step: float = step, limit: int = len(todo), start: int = start
+                ) -> None:
                     nonlocal done
-                    inc = min(k * step, limit - done)  # never past this chunk
-                    done += inc
-                    bar.update(inc)
+                    done = min(done + k * step, limit)
+                    _move(bar, start + done)
 
                 if todo:
                     result = self.extract(todo, on_batch=advance)
                 else:
                     result = ExtractedChunk([], {}, self.recipe)
-                # Land on the whole count: float steps could leave n a hair above the
-                # total (tqdm then warns "clamping frac" and shows a negative ETA).
                 processed += len(chunk)
-                bar.update(processed - bar.n)
-                if bar.n != processed:
-                    bar.n = processed
-                    bar.refresh()
+                _move(bar, processed)
                 result.skipped, result.empty = skipped, empty
                 yield result
 
